@@ -1,0 +1,35 @@
+"Shared fixtures: a small synthetic Mandarin manifest (espeak-ng), made once per test session."
+import json, os, sys
+from pathlib import Path
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent          # console scripts of the venv running pytest
+
+SENTENCES = ['您好，我想办理一个流量套餐。', '请问宽带什么时候到期？', '我的话费怎么这么多？', '帮我退订这个业务。',
+             '营业厅几点关门？', '今天天气不错。']
+
+def cli(name: str) -> str:
+    "Path of one of the package's console scripts."
+    p = BIN / name
+    assert p.exists(), f'{p} is missing: pip install -e . (./run setup) registers it'
+    return str(p)
+
+@pytest.fixture(scope='session')
+def speech_manifest(tmp_path_factory) -> Path:
+    "A 24-line FunASR jsonl manifest of 16 kHz espeak-ng Mandarin (6 sentences x 4 voices)."
+    from fun_asr_8k.channel import speak
+    d = tmp_path_factory.mktemp('speech')
+    lines = []
+    for v, (voice, pitch) in enumerate([('m3', 45), ('f2', 70), ('m1', 35), ('f4', 80)]):
+        for i, text in enumerate(SENTENCES):
+            key = f'spk{v}_utt{i}'
+            sf.write(d / f'{key}.wav', speak(text, voice, pitch, 175), 16000)
+            lines.append(json.dumps({'key': key, 'source': f'{key}.wav', 'target': text}, ensure_ascii=False))
+    (d / 'manifest.jsonl').write_text('\n'.join(lines) + '\n')
+    return d / 'manifest.jsonl'
+
+def tree_bytes(d: Path) -> dict:
+    "Every output file under `d` (journals excluded) with its bytes."
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob('*')) if p.is_file() and '.journal' not in p.parts}
