@@ -9,11 +9,11 @@ __all__ = ['SR_WIDE', 'SR_NARROW', 'FRAME', 'AMR_NB_MODES', 'CODECS', 'LOSS_MODE
            'codec_roundtrip', 'lost_frames', 'conceal', 'rms', 'babble', 'noise_gain', 'BabblePool', 'ChannelConfig',
            'utterance_seed', 'draw_settings', 'simulate', 'frequency_response', 'mask_violations', 'ManifestError',
            'ManifestItem', 'parse_manifest_line', 'read_manifest', 'AudioError', 'read_audio', 'wav_bytes',
-           'write_atomic', 'output_wav_path', 'parse_shard', 'read_journals', 'load_babble_pool', 'simulate_manifest',
-           'channel_config', 'simulate_cli']
+           'write_atomic', 'output_wav_path', 'parse_shard', 'read_journals', 'load_babble_pool', 'unique_items',
+           'run_journaled', 'simulate_manifest', 'channel_config', 'simulate_cli']
 
-# %% ../nbs/00_channel_sim.ipynb #6f393a5c
-import ctypes, ctypes.util, hashlib, io, json, math, multiprocessing as mp, os, re, shutil, subprocess, sys
+# %% ../nbs/00_channel_sim.ipynb #f7221d8a
+import ctypes, ctypes.util, hashlib, importlib, io, json, math, multiprocessing as mp, os, re, shutil, subprocess, sys
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +27,7 @@ from fastcore.script import call_parse
 from scipy import signal
 from tqdm.auto import tqdm
 
-# %% ../nbs/00_channel_sim.ipynb #a441f2b4
+# %% ../nbs/00_channel_sim.ipynb #92a19fa0
 SR_WIDE = 16000   # the corpus's and the model's sample rate
 SR_NARROW = 8000  # the telephone channel's sample rate
 FRAME = 160       # one 20 ms codec frame at 8 kHz: the unit of packet loss
@@ -41,7 +41,7 @@ def speak(text: str, voice: str = 'm3', pitch: int = 50, speed: int = 160, sr: i
     x, sr_in = sf.read(io.BytesIO(subprocess.run(cmd, check=True, capture_output=True).stdout), dtype='float32')
     return soxr.resample(x, sr_in, sr, quality='HQ').astype(np.float32)
 
-# %% ../nbs/00_channel_sim.ipynb #318ac214
+# %% ../nbs/00_channel_sim.ipynb #66d1f11c
 def _mulaw_compress(x: np.ndarray) -> np.ndarray:
     "ITU-T G.191 STL `ulaw_compress` on int32 values of the 16-bit range: codes 0..255."
     absno = np.minimum(np.where(x < 0, (~x) >> 2, x >> 2) + 33, 0x1FFF)
@@ -77,7 +77,7 @@ _SWEEP, _CODES = np.arange(-32768, 32768, dtype=np.int32), np.arange(256, dtype=
 _MULAW_ENC, _MULAW_DEC = _mulaw_compress(_SWEEP).astype(np.uint8), _mulaw_expand(_CODES).astype(np.int16)
 _ALAW_ENC, _ALAW_DEC = _alaw_compress(_SWEEP).astype(np.uint8), _alaw_expand(_CODES).astype(np.int16)
 
-# %% ../nbs/00_channel_sim.ipynb #6fa9277f
+# %% ../nbs/00_channel_sim.ipynb #a10ca383
 def _sweep_index(x: np.ndarray) -> np.ndarray:
     "Index of int16 samples into a 65,536-entry table that starts at -32768."
     x = np.asarray(x)
@@ -105,7 +105,7 @@ def alaw_decode(codes: np.ndarray) -> np.ndarray:
     "int16 samples of G.711 A-law codes (uint8), bit-exact with the ITU-T G.191 STL."
     return _ALAW_DEC[_codes(codes)]
 
-# %% ../nbs/00_channel_sim.ipynb #efd4ed2e
+# %% ../nbs/00_channel_sim.ipynb #6c714187
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     "Resample float audio with soxr HQ (linear phase, delay compensated)."
     return soxr.resample(np.asarray(x, np.float32), sr_in, sr_out, quality='HQ').astype(np.float32)
@@ -131,7 +131,7 @@ def to_float(x: np.ndarray) -> np.ndarray:
     "int16 audio to float32 in [-1, 1)."
     return np.asarray(x, np.float32) / 32768.0
 
-# %% ../nbs/00_channel_sim.ipynb #06bb8f32
+# %% ../nbs/00_channel_sim.ipynb #cbe79b05
 def _g711_codec(encode, decode):
     return lambda x: decode(encode(x))
 
@@ -173,7 +173,7 @@ CODECS = {'none': None,
           **{f'amr-nb-{b / 1000:g}k': _pyav_codec('libopencore_amrnb', 'amr', bit_rate=b) for b in AMR_NB_MODES},
           'opus-nb-12k': _pyav_codec('libopus', 'ogg', bit_rate=12000, application='voip', cutoff=4000)}
 
-# %% ../nbs/00_channel_sim.ipynb #91260662
+# %% ../nbs/00_channel_sim.ipynb #a960c11f
 def _delay_probe() -> np.ndarray:
     "A fixed speech-band probe: band-passed noise with a syllable-rate envelope, int16 at 8 kHz."
     rng = np.random.default_rng(1234)
@@ -197,7 +197,7 @@ def codec_roundtrip(x: np.ndarray, name: str) -> np.ndarray:
     d = codec_delay(name)
     return fit_length(CODECS[name](np.concatenate([x, np.zeros(d + 2 * FRAME, np.int16)]))[d:], len(x))
 
-# %% ../nbs/00_channel_sim.ipynb #c2ac5c6c
+# %% ../nbs/00_channel_sim.ipynb #74905b9a
 LOSS_MODELS = ('bernoulli', 'gilbert')
 CONCEALMENTS = ('zeros', 'repeat', 'plc')
 
@@ -247,7 +247,7 @@ def conceal(x: np.ndarray, lost: np.ndarray, method: str = 'zeros', frame: int =
         run += 1
     return y
 
-# %% ../nbs/00_channel_sim.ipynb #e984ebd6
+# %% ../nbs/00_channel_sim.ipynb #1c3c478b
 def rms(x: np.ndarray) -> float:
     "Root mean square of `x`."
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
@@ -276,7 +276,7 @@ class BabblePool:
         if not ok: raise ValueError(f"{key}: no other utterance in the babble pool ({len(self)} utterances)")
         return [ok[i] for i in rng.choice(len(ok), size=min(n, len(ok)), replace=False)]
 
-# %% ../nbs/00_channel_sim.ipynb #71798515
+# %% ../nbs/00_channel_sim.ipynb #ae719673
 ORDERS = ('plan', 'realistic')
 REALISTIC_CODECS = {'g711-mulaw': 3, 'g711-alaw': 2, 'amr-nb-12.2k': 1, 'amr-nb-7.4k': 1, 'amr-nb-4.75k': 0.5,
                     'gsm-fr': 1, 'g726-32k': 0.5, 'opus-nb-12k': 1}
@@ -319,7 +319,7 @@ PRESETS = {'plan': ChannelConfig(),
            'realistic': ChannelConfig(preset='realistic', order='realistic', codecs=REALISTIC_CODECS,
                                       loss_model='gilbert', concealment='plc')}
 
-# %% ../nbs/00_channel_sim.ipynb #d16bf797
+# %% ../nbs/00_channel_sim.ipynb #d2b08def
 def utterance_seed(seed: int, key: str) -> int:
     "64-bit seed of utterance `key` under global `seed`."
     return int.from_bytes(hashlib.sha256(f'{seed}\x00{key}'.encode()).digest()[:8], 'little')
@@ -334,7 +334,7 @@ def draw_settings(cfg: ChannelConfig, key: str, seed: int) -> dict:
     snr = None if cfg.snr_db is None else (lambda lo, hi: lo + (hi - lo) * u_snr)(*_span(cfg.snr_db))
     return dict(codec=codec, loss_rate=loss, snr_db=snr, loss_rng=loss_rng, babble_rng=babble_rng)
 
-# %% ../nbs/00_channel_sim.ipynb #d8859578
+# %% ../nbs/00_channel_sim.ipynb #09b4dad9
 def simulate(speech: np.ndarray, cfg: ChannelConfig = PRESETS['plan'], key: str = 'utt', seed: int = 0,
              babble_pool: BabblePool | None = None, source: str | None = None, trace: dict | None = None
             ) -> tuple[np.ndarray, dict]:
@@ -386,7 +386,7 @@ def simulate(speech: np.ndarray, cfg: ChannelConfig = PRESETS['plan'], key: str 
                utterance_seed=utterance_seed(seed, key))
     return np.clip(out, -1.0, 32767 / 32768).astype(np.float32), rec
 
-# %% ../nbs/00_channel_sim.ipynb #e0870048
+# %% ../nbs/00_channel_sim.ipynb #3a2ce889
 TELEPHONE_MASK = [  # (from Hz, to Hz, lowest allowed dB, highest allowed dB), relative to the 1 kHz gain
     (0, 100, -np.inf, -30), (100, 200, -np.inf, -12), (300, 500, -3.5, 1), (500, 3000, -1, 1), (3000, 3400, -3.5, 1),
     (3600, 3800, -np.inf, -12), (3800, 4000, -np.inf, -30), (4000, 8000, -np.inf, -60)]
@@ -405,7 +405,7 @@ def mask_violations(f: np.ndarray, gain_db: np.ndarray) -> list[str]:
     return [f'{fi:.0f} Hz: {gi:.1f} dB not in [{lo}, {hi}]' for lo_f, hi_f, lo, hi in TELEPHONE_MASK
             for fi, gi in zip(f, gain_db) if lo_f <= fi <= hi_f and not lo <= gi <= hi]
 
-# %% ../nbs/00_channel_sim.ipynb #a9aca7fb
+# %% ../nbs/00_channel_sim.ipynb #a19ca8fc
 FIELD_SPELLINGS = {'key': ('key', 'utt', 'utt_id', 'uttid', 'id', 'utterance_id'),
                    'source': ('source', 'wav', 'wav_path', 'audio', 'audio_filepath', 'audio_path', 'path'),
                    'target': ('target', 'text', 'transcript', 'txt', 'sentence')}
@@ -453,7 +453,7 @@ def read_manifest(path, skip_bad: bool = False, bad: list | None = None) -> Iter
                 if not skip_bad: raise
                 if bad is not None: bad.append((lineno, str(e)))
 
-# %% ../nbs/00_channel_sim.ipynb #7ba87c24
+# %% ../nbs/00_channel_sim.ipynb #c8110f12
 class AudioError(Exception):
     "Audio that cannot be used; `reason` is missing, unreadable, wrong_rate or empty."
     def __init__(self, reason: str, path, detail: str):
@@ -485,7 +485,7 @@ def write_atomic(path, data: bytes | str):
     tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     os.replace(tmp, path)
 
-# %% ../nbs/00_channel_sim.ipynb #233dd31c
+# %% ../nbs/00_channel_sim.ipynb #e4377a50
 def output_wav_path(out_dir, key: str) -> Path:
     "Where utterance `key` goes: `wav/<2 hex>/<key>.wav`, the key made file-safe (and disambiguated if that changed it)."
     h = hashlib.sha1(key.encode()).hexdigest()
@@ -527,7 +527,7 @@ def _simulate_item(item: tuple) -> dict:
     except AudioError as e: return dict(line=lineno, key=key, status='skipped', reason=e.reason, detail=str(e))
     except Exception as e: return dict(line=lineno, key=key, status='skipped', reason='channel_error', detail=f'{source}: {type(e).__name__}: {e}')
 
-# %% ../nbs/00_channel_sim.ipynb #0692c393
+# %% ../nbs/00_channel_sim.ipynb #3301b91b
 def load_babble_pool(items: Sequence[tuple], seed: int, size: int) -> BabblePool:
     "Up to `size` readable utterances at 8 kHz, chosen by a seeded hash of their keys (the same on every shard)."
     order = sorted(items, key=lambda it: hashlib.sha256(f'babble\x00{seed}\x00{it[1]}'.encode()).digest())
@@ -544,46 +544,64 @@ def _summary(v: list) -> dict | None:
     if not len(v): return None
     return dict(mean=round(float(v.mean()), 4), min=round(float(v.min()), 4), p50=round(float(np.median(v)), 4), max=round(float(v.max()), 4))
 
-def simulate_manifest(manifest, out_dir, cfg: ChannelConfig | str = 'plan', seed: int = 0, workers: int = 1,
-                      shard: str = '0/1', pool_size: int = 200, skip_bad: bool = False, progress: bool = True) -> dict | None:
-    "Run the channel over a manifest into `out_dir` (wavs, `manifest.jsonl`, `report.json`): resumable, atomic, shardable."
-    cfg = PRESETS[cfg] if isinstance(cfg, str) else cfg
-    shard_i, shard_n = parse_shard(shard)
-    out_dir, bad = Path(out_dir).absolute(), []
+def unique_items(manifest, skip_bad: bool = False, bad: list | None = None) -> list[ManifestItem]:
+    "All items of a manifest; `ManifestError` if a key repeats (its outputs would collide)."
     items, seen = [], {}
     for it in read_manifest(manifest, skip_bad, bad):
         if it.key in seen: raise ManifestError(f'{manifest}:{it.lineno}: key {it.key!r} repeats line {seen[it.key]}')
         seen[it.key] = it.lineno
-        items.append((it.lineno, it.key, str(it.source), str(output_wav_path(out_dir, it.key))))
-    jdir = out_dir / '.journal'
+        items.append(it)
+    return items
+
+def _importable(fn, module: str):
+    "`fn` itself, or its namesake in the installed `module` when `fn` was defined in a notebook (spawned workers import it)."
+    return getattr(importlib.import_module(module), fn.__name__) if fn.__module__ == '__main__' else fn
+
+def run_journaled(todo_items: list[tuple], out_dir, settings: dict, work, init, init_args, shard: str = '0/1',
+                  workers: int = 1, progress: bool = True, desc: str = 'utterances') -> dict | None:
+    "Apply `work` to this shard's items (tuples, line number first) not yet journaled in `out_dir`; all results by line, or None while other shards are unfinished."
+    shard_i, shard_n = parse_shard(shard)
+    jdir = Path(out_dir) / '.journal'
     jdir.mkdir(parents=True, exist_ok=True)
-    settings = json.dumps(dict(manifest=str(Path(manifest).absolute()), config=asdict(cfg), seed=seed, pool_size=pool_size), indent=1)
-    if (jdir / 'settings.json').exists() and (jdir / 'settings.json').read_text() != settings:
-        raise ValueError(f'{out_dir} holds a run with other settings ({jdir / "settings.json"}): use another OUT_DIR or delete it')
-    write_atomic(jdir / 'settings.json', settings)
+    text = json.dumps(settings, ensure_ascii=False, indent=1)
+    if (jdir / 'settings.json').exists() and (jdir / 'settings.json').read_text() != text:
+        raise ValueError(f'{out_dir} holds a run with other settings ({jdir / "settings.json"}): use another folder or delete it')
+    write_atomic(jdir / 'settings.json', text)
     journal = jdir / f'journal-{shard_i}-of-{shard_n}.jsonl'
     done = read_journals(jdir, own=journal)
-    todo = [it for j, it in enumerate(items) if j % shard_n == shard_i and it[0] not in done]
+    todo = [it for j, it in enumerate(todo_items) if j % shard_n == shard_i and it[0] not in done]
     if todo:
-        pool = load_babble_pool(items, seed, pool_size) if cfg.snr_db is not None else None
+        args = init_args() if callable(init_args) else init_args
         with open(journal, 'a', encoding='utf-8') as jf:
-            def record(r):
-                jf.write(json.dumps(r, ensure_ascii=False) + '\n'); jf.flush(); done[r['line']] = r
-            bar = dict(total=len(todo), desc=f'channel {shard_i}/{shard_n}', unit='utt', disable=not progress)
-            init = (asdict(cfg), seed, None if pool is None else pool.audio, None if pool is None else pool.sources)
+            def record(results):
+                for r in tqdm(results, total=len(todo), desc=f'{desc} {shard_i}/{shard_n}', unit='utt', disable=not progress):
+                    jf.write(json.dumps(r, ensure_ascii=False) + '\n'); jf.flush(); done[r['line']] = r
             if workers > 1:
-                from fun_asr_8k import channel   # the installed module, so that spawned workers find the functions
-                with mp.get_context('spawn').Pool(workers, channel._init_worker, init) as p:
-                    for r in tqdm(p.imap(channel._simulate_item, todo, chunksize=4), **bar): record(r)
+                with mp.get_context('spawn').Pool(workers, init, args) as p: record(p.imap(work, todo, chunksize=4))
             else:
-                _init_worker(*init)
-                for r in tqdm(map(_simulate_item, todo), **bar): record(r)
-    missing = [it for it in items if it[0] not in done]
+                init(*args); record(map(work, todo))
+    missing = sum(it[0] not in done for it in todo_items)
     if missing:
-        print(f'shard {shard_i}/{shard_n} done; {len(missing)} utterances belong to shards not finished yet: '
-              f'the run that finishes the last one writes {out_dir / "manifest.jsonl"}')
+        print(f'shard {shard_i}/{shard_n} done; {missing} utterances belong to shards not finished yet: '
+              f'the run that finishes the last one writes the outputs in {out_dir}')
         return None
-    return _write_outputs(manifest, out_dir, cfg, seed, items, done, bad, skip_bad)
+    return done
+
+def simulate_manifest(manifest, out_dir, cfg: ChannelConfig | str = 'plan', seed: int = 0, workers: int = 1,
+                      shard: str = '0/1', pool_size: int = 200, skip_bad: bool = False, progress: bool = True) -> dict | None:
+    "Run the channel over a manifest into `out_dir` (wavs, `manifest.jsonl`, `report.json`): resumable, atomic, shardable."
+    cfg = PRESETS[cfg] if isinstance(cfg, str) else cfg
+    parse_shard(shard)
+    out_dir, bad = Path(out_dir).absolute(), []
+    items = [(it.lineno, it.key, str(it.source), str(output_wav_path(out_dir, it.key))) for it in unique_items(manifest, skip_bad, bad)]
+    def init_args():
+        pool = load_babble_pool(items, seed, pool_size) if cfg.snr_db is not None else None
+        return (asdict(cfg), seed, None if pool is None else pool.audio, None if pool is None else pool.sources)
+    settings = dict(manifest=str(Path(manifest).absolute()), config=asdict(cfg), seed=seed, pool_size=pool_size)
+    mod = 'fun_asr_8k.channel'
+    done = run_journaled(items, out_dir, settings, _importable(_simulate_item, mod), _importable(_init_worker, mod),
+                         init_args, shard, workers, progress, 'channel')
+    return None if done is None else _write_outputs(manifest, out_dir, cfg, seed, items, done, bad, skip_bad)
 
 def _write_outputs(manifest, out_dir: Path, cfg: ChannelConfig, seed: int, items, done: dict, bad: list, skip_bad: bool) -> dict:
     "Write `manifest.jsonl` (manifest order) and `report.json` from the journals, atomically."
@@ -613,7 +631,7 @@ def _write_outputs(manifest, out_dir: Path, cfg: ChannelConfig, seed: int, items
     for tmp in (out_dir / 'wav').rglob('*.tmp-*'): tmp.unlink()   # leftovers of killed workers
     return report
 
-# %% ../nbs/00_channel_sim.ipynb #ee388821
+# %% ../nbs/00_channel_sim.ipynb #c80636ff
 def _range_arg(s: str | None, name: str):
     "'10,25' -> (10.0, 25.0); '15' -> 15.0; 'off' -> None."
     if s is None or s == 'off': return None
