@@ -233,10 +233,11 @@ def conceal(x: np.ndarray, lost: np.ndarray, method: str = 'zeros', frame: int =
     if method == 'plc':
         lib, pcm = _spandsp(), to_int16(y)
         state = lib.plc_init(None)
+        base, int16_p = pcm.ctypes.data, ctypes.POINTER(ctypes.c_int16)
         try:
             for i, is_lost in enumerate(lost):
-                seg = pcm[i * frame:(i + 1) * frame]
-                if len(seg): (lib.plc_fillin if is_lost else lib.plc_rx)(state, seg.ctypes.data_as(ctypes.POINTER(ctypes.c_int16)), len(seg))
+                n = min(frame, len(pcm) - i * frame)
+                if n > 0: (lib.plc_fillin if is_lost else lib.plc_rx)(state, ctypes.cast(base + 2 * i * frame, int16_p), n)
         finally: lib.plc_free(ctypes.c_void_p(state))
         return to_float(pcm)
     last, run = np.zeros(frame, np.float32), 0
@@ -256,7 +257,8 @@ def babble(talkers: Sequence[np.ndarray], n: int, rng: np.random.Generator) -> n
     "Sum of `talkers`, each tiled from a random offset to `n` samples and scaled to unit RMS."
     out = np.zeros(n, np.float64)
     for t in talkers:
-        seg = t[(int(rng.integers(len(t))) + np.arange(n)) % len(t)]
+        start = int(rng.integers(len(t)))
+        seg = np.resize(np.concatenate([t[start:], t[:start]]), n)   # circular shift, tiled to n
         out += seg / max(rms(seg), 1e-9)
     return out.astype(np.float32)
 
