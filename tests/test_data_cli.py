@@ -1,0 +1,85 @@
+"The smoke corpus, Step 0 and Stage 0 as a user runs them: planted faults, bad input, determinism, kill -9 and resume."
+import json, os, random, signal, subprocess, time
+from pathlib import Path
+import pytest
+from conftest import cli, tree_bytes
+
+SIZES = ['--general_train', '24', '--general_dev', '8', '--tel_train', '30', '--tel_dev', '12', '--tel_test', '8']
+KIND_TO_REASON = {'annotation_error': 'annotation_error', 'annotation_error_inside': 'annotation_error', 'empty': 'empty',
+                  'missing': 'missing', 'unreadable': 'unreadable', 'wrong_rate': 'wrong_rate', 'broken_json': 'bad_line'}
+
+def run(*args, check=True):
+    r = subprocess.run([cli(args[0]), *map(str, args[1:])], capture_output=True, text=True)
+    if check: assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp('corpus')
+    run('fa8k-make-corpus', d, *SIZES)
+    return d
+
+def test_corpus_is_deterministic_and_described(corpus, tmp_path):
+    info = json.loads((corpus / 'corpus.json').read_text())
+    assert info['manifests']['telephone/audio_neutral.jsonl'] == 30 and len(info['faults']) == 11 + 4
+    assert (corpus / 'keywords.txt').read_text().split()[:3] == ['套餐', '流量', '宽带']
+    prov = [json.loads(l) for l in open(corpus / 'provenance.jsonl')]
+    assert len(prov) == 24 + 8 + 30 + 12 + 8 and all({'voice', 'pitch', 'wpm', 'text'} <= set(p) for p in prov)
+    train_voices = {p['voice'] for p in prov if p['manifest'] in ('train_M', 'audio_neutral')}
+    assert not train_voices & {p['voice'] for p in prov if p['manifest'] == 'test'}, 'test speakers must be held out'
+    again = tmp_path / 'again'
+    run('fa8k-make-corpus', again, *SIZES)
+    a, b = tree_bytes(corpus), tree_bytes(again)
+    assert a.keys() == b.keys()
+    assert all(a[k] == b[k] for k in a if k.endswith('.wav'))
+    assert a['general/train_M.jsonl'].decode().replace(str(corpus), 'X') == b['general/train_M.jsonl'].decode().replace(str(again), 'X')
+
+def test_step0(corpus, tmp_path):
+    r = run('fa8k-check-data', '--general', corpus / 'general', '--telephone', corpus / 'telephone')
+    assert r.stdout.count('PASS') == 5 and 'Step 0 passed' in r.stdout
+    r = run('fa8k-check-data', '--general', corpus / 'general', '--telephone', tmp_path / 'nope', check=False)
+    assert r.returncode == 1 and 'FAIL  telephone set readable' in r.stdout and str(tmp_path / 'nope') in r.stdout
+
+def test_stage0_names_every_planted_fault(corpus, tmp_path):
+    r = run('fa8k-prep', '--general', corpus / 'general', '--telephone', corpus / 'telephone', '--out', tmp_path / 'strict', '--quiet', check=False)
+    assert r.returncode == 2 and 'audio_neutral.jsonl:' in r.stderr and 'broken JSON' in r.stderr
+    run('fa8k-prep', '--general', corpus / 'general', '--telephone', corpus / 'telephone', '--out', tmp_path / 'exp', '--skip_bad', '--quiet', '--plain')
+    info = json.loads((corpus / 'corpus.json').read_text())
+    rep = json.loads((tmp_path / 'exp/data/real_8k_telephone/report.json').read_text())
+    for split, manifest in (('train', 'audio_neutral'), ('dev', 'audio_quiet')):
+        planted = sorted((f['line'], KIND_TO_REASON[f['kind']]) for f in info['faults'] if f['manifest'] == manifest)
+        assert sorted((d['line'], d['reason']) for d in rep[split]['dropped']) == planted
+        lines = (tmp_path / f'exp/data/real_8k_telephone/{split}_formatted.jsonl').read_text().splitlines()
+        assert len(lines) == rep[split]['n_kept'] == rep[split]['n_lines'] - len(planted)
+        assert '<ANNOTATION_ERROR>' not in ''.join(lines)
+        assert len((tmp_path / f'exp/data/real_8k_telephone/{split}.jsonl').read_text().splitlines()) == len(lines)   # --plain
+    sim = json.loads((tmp_path / 'exp/data/simulated_8k_telephone/report.json').read_text())
+    assert sim['train']['n_kept'] == 24 and sim['dev']['n_kept'] == 8
+    line = json.loads((tmp_path / 'exp/data/simulated_8k_telephone/train_formatted.jsonl').read_text().splitlines()[0])
+    assert line['messages'][1]['content'].startswith('语音转写：<|startofspeech|>!/') and line['speech_length'] > 0
+
+def test_stage0_kill9_and_resume_gives_same_bytes(corpus, tmp_path):
+    args = ['--general', corpus / 'general', '--telephone', corpus / 'telephone', '--skip_bad', '--quiet', '--workers', '2']
+    run('fa8k-prep', *args, '--out', tmp_path / 'ref')
+    out, rng, kills = tmp_path / 'killed', random.Random(1), 0
+    for _ in range(4):
+        p = subprocess.Popen([cli('fa8k-prep'), *map(str, args), '--out', str(out)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(rng.uniform(1.0, 4.0))
+        if p.poll() is None: os.killpg(p.pid, signal.SIGKILL); p.wait(); kills += 1
+    assert kills >= 2
+    run('fa8k-prep', *args, '--out', out)
+    a, b = tree_bytes(tmp_path / 'ref'), tree_bytes(out)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].replace(str(tmp_path / 'ref').encode(), b'X') == b[k].replace(str(out).encode(), b'X'), k
+
+def test_kaldi_input(corpus, tmp_path):
+    kal = tmp_path / 'kaldi'
+    for name in ('train_M', 'eval_dev'):
+        lines = [json.loads(l) for l in open(corpus / 'general' / f'{name}.jsonl')]
+        (kal / name).mkdir(parents=True)
+        (kal / name / 'wav.scp').write_text(''.join(f"{l['key']} {l['source']}\n" for l in lines))
+        (kal / name / 'text').write_text(''.join(f"{l['key']} {l['target']}\n" for l in lines))
+    run('fa8k-prep', '--general', kal, '--telephone', corpus / 'telephone', '--out', tmp_path / 'exp', '--skip_bad', '--quiet')
+    assert len((tmp_path / 'exp/data/simulated_8k_telephone/train_formatted.jsonl').read_text().splitlines()) == 24
