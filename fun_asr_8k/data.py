@@ -7,7 +7,7 @@ __all__ = ['GENERAL_WORDS', 'GENERAL_TEMPLATES', 'SALES_WORDS', 'SALES_TEMPLATES
            'SYSTEM_PROMPT', 'USER_PROMPT', 'SPEECH_RE', 'TAG_RE', 'GENERAL_SPLITS', 'TELEPHONE_SPLITS', 'make_sentence',
            'CorpusSpec', 'plan_corpus', 'make_corpus', 'make_corpus_cli', 'PrepLimits', 'transcript_problem',
            'fbank_frames', 'chatml_line', 'text_length_fn', 'kaldi_to_jsonl', 'find_manifest', 'prep_real',
-           'prep_simulated', 'prep', 'validate_formatted', 'check_data', 'check_data_cli', 'prep_cli']
+           'prep_simulated', 'prep_clean', 'prep', 'validate_formatted', 'check_data', 'check_data_cli', 'prep_cli']
 
 # %% ../nbs/01_data_prep.ipynb #4487fad9
 import hashlib, json, math, os, re, shutil, string, subprocess, sys, tempfile
@@ -316,15 +316,34 @@ def prep_simulated(manifest, split_dir, formatted, channel: str = 'plan', seed: 
     if sim is None: return None
     orig_line = {json.loads(l)['key']: json.loads(l)['line'] for l in lines}
     dropped += [dict(s, line=orig_line[s['key']]) for s in sim['skipped']]
+    rows = ((orig_line[it.key], it.key, it.source, it.target, it.line['channel']['input'])
+            for it in read_manifest(split_dir / 'channel' / 'manifest.jsonl'))
+    kept, more, unit = _format_wavs(rows, limits, tokenizer)
+    return _finish_split(manifest, Path(formatted), kept, dropped + more, bad, unit, plain)
+
+def _format_wavs(rows, limits: PrepLimits, tokenizer: str | None) -> tuple[list, list, str]:
+    "Kept and dropped items of (line, key, 16 kHz wav, transcript, where) rows, measured from the wav headers; text_length unit."
     count, unit = text_length_fn(tokenizer)
-    kept = []
-    for it in read_manifest(split_dir / 'channel' / 'manifest.jsonl'):
-        frames = sf.info(it.source).frames
-        n_tokens = count(it.target)
-        if p := _length_problem(frames / SR_WIDE, n_tokens, limits, it.line['channel']['input']):
-            dropped.append(dict(line=orig_line[it.key], key=it.key, reason=p[0], detail=p[1])); continue
-        kept.append(dict(key=it.key, seconds=round(frames / SR_WIDE, 3),
-                         out=chatml_line(it.key, str(it.source), it.target, fbank_frames(frames), n_tokens)))
+    kept, dropped = [], []
+    for lineno, key, wav, target, where in rows:
+        p = transcript_problem(target)
+        if not p:
+            try:
+                info = sf.info(wav)
+                p = ('wrong_rate', f'{where}: {info.samplerate} Hz, expected {SR_WIDE} Hz') if info.samplerate != SR_WIDE else None
+            except Exception as e: p = ('missing' if not Path(wav).exists() else 'unreadable', f'{where}: {e}')
+        n_tokens = 0 if p else count(target)
+        p = p or _length_problem(info.frames / SR_WIDE, n_tokens, limits, where)
+        if p: dropped.append(dict(line=lineno, key=key, reason=p[0], detail=p[1])); continue
+        kept.append(dict(key=key, seconds=round(info.frames / SR_WIDE, 3), out=chatml_line(key, str(wav), target, fbank_frames(info.frames), n_tokens)))
+    return kept, dropped, unit
+
+def prep_clean(manifest, formatted, limits: PrepLimits = PrepLimits(), tokenizer: str | None = None, skip_bad: bool = False,
+               plain: bool = False) -> dict:
+    "The general set as it is (16 kHz, no channel) in the training format: the smoke baseline's data and the general-domain test of retention."
+    bad = []
+    rows = ((it.lineno, it.key, it.source, it.target, str(it.source)) for it in unique_items(manifest, skip_bad, bad))
+    kept, dropped, unit = _format_wavs(rows, limits, tokenizer)
     return _finish_split(manifest, Path(formatted), kept, dropped, bad, unit, plain)
 
 # %% ../nbs/01_data_prep.ipynb #1de6e152
@@ -334,19 +353,22 @@ TELEPHONE_SPLITS = {'train': 'audio_neutral', 'dev': 'audio_quiet', 'test': 'tes
 def prep(general_dir, telephone_dir, out, channel: str = 'plan', seed: int = 0, limits: PrepLimits = PrepLimits(),
          tokenizer: str | None = None, workers: int = 1, shard: str = '0/1', skip_bad: bool = False, plain: bool = False,
          progress: bool = True) -> dict:
-    "Stage 0: `out/data/simulated_8k_telephone/` and `out/data/real_8k_telephone/` ({split}_formatted.jsonl, report.json)."
+    "Stage 0: `out/data/{simulated_8k_telephone,real_8k_telephone,clean_16k}/` ({split}_formatted.jsonl, report.json)."
     data = Path(out).absolute() / 'data'
     reports = {}
-    for name, src, splits in (('simulated_8k_telephone', general_dir, GENERAL_SPLITS), ('real_8k_telephone', telephone_dir, TELEPHONE_SPLITS)):
+    kw = dict(limits=limits, tokenizer=tokenizer, skip_bad=skip_bad, plain=plain)
+    run = dict(workers=workers, shard=shard, progress=progress)
+    for name, src, splits in (('simulated_8k_telephone', general_dir, GENERAL_SPLITS), ('real_8k_telephone', telephone_dir, TELEPHONE_SPLITS),
+                              ('clean_16k', general_dir, GENERAL_SPLITS)):
         d = data / name
         d.mkdir(parents=True, exist_ok=True)
         rep = {}
         for split, manifest_name in splits.items():
             if split == 'test' and not (Path(src) / f'{manifest_name}.jsonl').exists() and not (Path(src) / manifest_name).is_dir(): continue
-            manifest = find_manifest(src, manifest_name, d)
-            kw = dict(limits=limits, tokenizer=tokenizer, workers=workers, shard=shard, skip_bad=skip_bad, plain=plain, progress=progress)
-            rep[split] = (prep_simulated(manifest, d / split, d / f'{split}_formatted.jsonl', channel, seed, **kw) if name.startswith('sim')
-                          else prep_real(manifest, d / split, d / f'{split}_formatted.jsonl', **kw))
+            manifest, formatted = find_manifest(src, manifest_name, d), d / f'{split}_formatted.jsonl'
+            if name == 'simulated_8k_telephone': rep[split] = prep_simulated(manifest, d / split, formatted, channel, seed, **kw, **run)
+            elif name == 'real_8k_telephone': rep[split] = prep_real(manifest, d / split, formatted, **kw, **run)
+            else: rep[split] = prep_clean(manifest, formatted, **kw)
         if all(rep.values()): write_atomic(d / 'report.json', json.dumps(rep, ensure_ascii=False, indent=1) + '\n')
         reports[name] = rep
     return reports
