@@ -123,7 +123,7 @@ class FunASRNanoCTC(FunASRNano):
         return self._encoded
 
     def ctc_loss(self, items: list) -> torch.Tensor:
-        "CTC loss (mean over utterances) of the last encoded batch against the transcripts in `items`."
+        "CTC loss per target token of the last encoded batch against the transcripts in `items`."
         enc, enc_lens = self._encoded
         dec, dec_lens = self.ctc_decoder(enc.detach() if self.detach_ctc_decoder else enc, enc_lens)
         logp = self.ctc.log_softmax(dec).transpose(0, 1).float()                 # (T, B, V)
@@ -131,7 +131,7 @@ class FunASRNanoCTC(FunASRNano):
         targets = [torch.tensor(self.ctc_tokenizer.encode(t), dtype=torch.long) for t in texts]
         loss = F.ctc_loss(logp, torch.cat(targets).to(logp.device), dec_lens.long(), torch.tensor([len(t) for t in targets]),
                           blank=self.blank_id, reduction='sum', zero_infinity=True)
-        return loss / len(targets)
+        return loss / max(sum(len(t) for t in targets), 1)   # per target token, like the LLM's cross-entropy
 
     def forward(self, **batch):
         loss, stats, weight = super().forward(**batch)
