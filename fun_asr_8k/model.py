@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['QWEN3_0_6B', 'FUN_ASR_NANO', 'CHAT_TOKENS', 'TINY', 'BLOCKS', 'FREEZE_PLANS', 'LORA', 'PLAN_FIGURES', 'ModelDirError',
            'model_overrides', 'model_config', 'load_model', 'FunASRNanoCTC', 'corpus_texts', 'train_llm_tokenizer',
-           'tiny_config', 'make_tiny_model', 'freeze_plan_config', 'block_table', 'apply_freeze_plan',
+           'tiny_config', 'write_cmvn', 'make_tiny_model', 'freeze_plan_config', 'block_table', 'apply_freeze_plan',
            'full_size_model', 'make_tiny_model_cli']
 
 # %% ../nbs/02_model.ipynb #19c2199e
@@ -67,6 +67,8 @@ def model_overrides(model_dir) -> dict:
     tok = _resolve(model_dir, cfg.get('tokenizer_conf', {}).get('init_param_path'), 'the tokenizer directory', llm)
     o = dict(llm_conf={**cfg.get('llm_conf', {}), 'init_param_path': llm}, tokenizer_conf={**cfg.get('tokenizer_conf', {}), 'init_param_path': tok},
              init_param=str(model_dir / 'model.pt'), trust_remote_code=False, disable_update=True)
+    cmvn = cfg.get('frontend_conf', {}).get('cmvn_file') or ('am.mvn' if (model_dir / 'am.mvn').exists() else None)
+    if cmvn: o['frontend_conf'] = {**cfg.get('frontend_conf', {}), 'cmvn_file': _resolve(model_dir, cmvn, 'the feature normalisation (cmvn_file)')}
     def ctc_conf(conf: dict | None, name: str | None) -> dict:
         c = dict(conf or {})
         if 'token_list' in c: c['token_list'] = _resolve(model_dir, c['token_list'], 'the CTC token list')
@@ -161,7 +163,7 @@ tables.model_classes['FunASRNanoCTC'] = FunASRNanoCTC   # funasr's @register nee
 # %% ../nbs/02_model.ipynb #58d264ba
 CHAT_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>']
 TINY = dict(encoder_dim=64, encoder_blocks=2, encoder_tp_blocks=1, encoder_units=128, adaptor_ffn=128, llm_hidden=96,
-            llm_layers=2, llm_heads=4, llm_kv_heads=2, llm_intermediate=192, bpe_vocab=600)
+            llm_layers=2, llm_heads=4, llm_kv_heads=2, llm_intermediate=192)
 
 def corpus_texts(corpus_dir) -> list[str]:
     "Every transcript of a smoke corpus's manifests (marked and empty ones left out)."
@@ -173,16 +175,15 @@ def corpus_texts(corpus_dir) -> list[str]:
     if not texts: raise ValueError(f'{corpus_dir}: no transcripts found in */*.jsonl (make the corpus with fa8k-make-corpus)')
     return texts
 
-def train_llm_tokenizer(texts: list[str], out_dir, vocab_size: int = 600):
-    "A byte-level BPE tokenizer with Qwen's chat tokens, trained on `texts`, saved as a PreTrainedTokenizerFast directory."
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def train_llm_tokenizer(texts: list[str], out_dir):
+    "A character-level tokenizer (every character of `texts` one token) with Qwen's chat tokens, saved as a PreTrainedTokenizerFast directory."
+    from tokenizers import Tokenizer, decoders, models
     from transformers import PreTrainedTokenizerFast
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=CHAT_TOKENS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(texts + ['You are a helpful assistant.', 'system\nuser\nassistant\n语音转写：'], trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token='<|im_end|>', pad_token='<|endoftext|>')
+    chars = sorted(set(''.join(texts) + 'You are a helpful assistant.\nsystemuser语音转写：'))
+    vocab = {t: i for i, t in enumerate(CHAT_TOKENS + ['<unk>'] + chars)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token='<unk>'))
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token='<|im_end|>', pad_token='<|endoftext|>', unk_token='<unk>')
     fast.add_special_tokens({'additional_special_tokens': CHAT_TOKENS})
     fast.save_pretrained(out_dir)
     return fast
@@ -192,7 +193,8 @@ def tiny_config(model_dir: Path, llm_dir: Path, ctc_tokens: Path, ctc_vocab_size
     c = copy.deepcopy(FUN_ASR_NANO)
     c['audio_encoder_conf'].update(output_size=t['encoder_dim'], attention_heads=2, linear_units=t['encoder_units'],
                                    num_blocks=t['encoder_blocks'], tp_blocks=t['encoder_tp_blocks'])
-    c['audio_adaptor_conf'].update(ffn_dim=t['adaptor_ffn'], llm_dim=t['llm_hidden'], encoder_dim=t['encoder_dim'], n_layer=1)
+    c['audio_adaptor_conf'].update(ffn_dim=t['adaptor_ffn'], llm_dim=t['llm_hidden'], encoder_dim=t['encoder_dim'], n_layer=1,
+                                   downsample_rate=8)   # funasr hands the LLM ceil(frames / 8) speech tokens: let them cover the utterance
     c['ctc_decoder_conf'].update(ffn_dim=t['adaptor_ffn'], llm_dim=t['encoder_dim'], encoder_dim=t['encoder_dim'], n_layer=1)
     c['llm'], c['llm_conf'] = 'Qwen3-tiny', dict(init_param_path=str(llm_dir), freeze=True, llm_dtype='fp32')
     c['tokenizer_conf'] = dict(init_param_path=str(llm_dir))
@@ -201,6 +203,23 @@ def tiny_config(model_dir: Path, llm_dir: Path, ctc_tokens: Path, ctc_vocab_size
     c.update(ctc_vocab_size=ctc_vocab_size, ctc_tokenizer='CharTokenizer', ctc_tokenizer_conf=dict(ctc))
     return c
 
+def write_cmvn(wavs: list, frontend_conf: dict, path) -> Path:
+    "Kaldi-nnet `am.mvn` (funasr's format: shift by -mean, scale by 1/std) of the LFR fbank features of `wavs`."
+    import soundfile as sf
+    fe = tables.frontend_classes['WavFrontend'](**{**frontend_conf, 'cmvn_file': None})
+    feats = []
+    for w in wavs:
+        x, _ = sf.read(w, dtype='float32')
+        f, _ = fe(torch.from_numpy(x)[None], torch.tensor([len(x)]))
+        feats.append(f[0])
+    f = torch.cat(feats).double()
+    mean, std = f.mean(0), f.std(0).clamp_min(1e-5)
+    vec = lambda v: '[ ' + ' '.join(f'{x:.6f}' for x in v.tolist()) + ' ]'
+    d = f.shape[1]
+    Path(path).write_text(f'<Nnet>\n<Splice> {d} {d}\n[ 0 ]\n<AddShift> {d} {d}\n<LearnRateCoef> 0 {vec(-mean)}\n'
+                          f'<Rescale> {d} {d}\n<LearnRateCoef> 0 {vec(1 / std)}\n</Nnet>\n')
+    return Path(path)
+
 def make_tiny_model(out_dir, corpus_dir, seed: int = 0, t: dict = TINY) -> Path:
     "A randomly initialised Fun-ASR-Nano of tiny size with tokenizers trained on the corpus text; a directory AutoModel loads."
     from transformers import Qwen3Config
@@ -208,7 +227,7 @@ def make_tiny_model(out_dir, corpus_dir, seed: int = 0, t: dict = TINY) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     texts = corpus_texts(corpus_dir)
     llm_dir = out_dir / 'Qwen3-tiny'
-    tok = train_llm_tokenizer(texts, llm_dir, t['bpe_vocab'])
+    tok = train_llm_tokenizer(texts, llm_dir)
     Qwen3Config(vocab_size=len(tok), hidden_size=t['llm_hidden'], intermediate_size=t['llm_intermediate'],
                 num_hidden_layers=t['llm_layers'], num_attention_heads=t['llm_heads'], num_key_value_heads=t['llm_kv_heads'],
                 head_dim=t['llm_hidden'] // t['llm_heads'], tie_word_embeddings=True, max_position_embeddings=4096,
@@ -217,6 +236,9 @@ def make_tiny_model(out_dir, corpus_dir, seed: int = 0, t: dict = TINY) -> Path:
     chars = sorted(set(''.join(texts)))
     (out_dir / 'ctc_tokens.txt').write_text('\n'.join(['<unk>', *chars, '<blank>']) + '\n', encoding='utf-8')
     cfg = tiny_config(out_dir, llm_dir, out_dir / 'ctc_tokens.txt', len(chars) + 2, t)
+    from fun_asr_8k.channel import read_manifest
+    wavs = [str(it.source) for it in read_manifest(Path(corpus_dir) / 'general' / 'train_M.jsonl', skip_bad=True)][:200]
+    cfg['frontend_conf']['cmvn_file'] = str(write_cmvn(wavs, cfg['frontend_conf'], out_dir / 'am.mvn'))
     (out_dir / 'config.yaml').write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding='utf-8')
     torch.manual_seed(seed)
     model = FunASRNano(**{k: v for k, v in cfg.items() if k != 'model'})
@@ -238,6 +260,7 @@ def freeze_plan_config(stage: str, lora: dict = LORA) -> dict:
     if stage not in FREEZE_PLANS: raise ValueError(f'stage {stage!r}: expected one of {tuple(FREEZE_PLANS)}')
     train = FREEZE_PLANS[stage]
     o = dict(model='FunASRNanoCTC', ctc_train='ctc' in train, lora_only='llm.lora' in train,
+             detach_ctc_decoder=stage != 'baseline',   # the baseline's encoder learns from the CTC loss too
              peft_lora=dict(lora) if 'llm.lora' in train else None,
              audio_encoder_conf=dict(freeze='audio_encoder' not in train), audio_adaptor_conf=dict(freeze='audio_adaptor' not in train),
              ctc_decoder_conf=dict(freeze='ctc_decoder' not in train), llm_conf=dict(freeze='llm' not in train))

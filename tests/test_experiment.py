@@ -1,0 +1,81 @@
+"fa8k-run, the whole smoke experiment, as a user runs it: killed and rerun, planted faults, missing inputs, reproducibility."
+import json, os, random, shutil, signal, subprocess, time
+from pathlib import Path
+import pytest
+from conftest import ROOT, cli, tree_bytes
+
+SLOW = os.environ.get('FA8K_SLOW') == '1'   # the second full run (reproducibility) only when asked
+
+def fa8k_run(*args, cwd, check=True, timeout=1800):
+    r = subprocess.run([cli('fa8k-run'), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if check: assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+def test_missing_input_names_the_file_and_the_command(tmp_path):
+    r = fa8k_run(2, 2, '--run_id', 'missing', cwd=tmp_path, check=False)
+    assert r.returncode == 1
+    assert 'missing' in r.stderr and 'make it with' in r.stderr and 'exp_output' in r.stderr
+    assert (tmp_path / 'reports' / 'missing' / '20_stage2.ipynb').exists(), 'the failed notebook stays in the run folder'
+
+def epochs_of(train_log: Path) -> list[int]:
+    return [json.loads(l)['epoch'] for l in open(train_log) if '"event": "epoch"' in l]
+
+@pytest.fixture(scope='module')
+def killed_and_rerun(tmp_path_factory):
+    "The whole smoke experiment, killed -9 in the middle of stage 1 training, then run again to the end."
+    d = tmp_path_factory.mktemp('run')
+    p = subprocess.Popen([cli('fa8k-run'), '0', '4', '--run_id', 'r'], cwd=d, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    log = d / 'exp_output/exp/8k_telephone/stage1_encoder/train.log'
+    t0, wait_for = time.time(), random.Random(0).randint(1, 3)
+    while p.poll() is None and time.time() - t0 < 1500:
+        if log.exists() and len(epochs_of(log)) >= wait_for: break
+        time.sleep(0.5)
+    assert p.poll() is None, 'the run ended before stage 1 was half done'
+    os.killpg(p.pid, signal.SIGKILL); p.wait()
+    fa8k_run(0, 4, '--run_id', 'r', cwd=d)
+    return d
+
+def test_killed_run_resumes_and_finishes(killed_and_rerun):
+    d = killed_and_rerun
+    exp = d / 'exp_output/exp/8k_telephone'
+    for ptr in ('baseline_checkpoint.txt', 'stage1_checkpoint.txt', 'stage2_checkpoint.txt', 'final_checkpoint.txt'):
+        assert Path((exp / ptr).read_text().strip()).exists(), ptr
+    e = epochs_of(exp / 'stage1_encoder/train.log')
+    assert sorted(set(e)) == list(range(1, max(e) + 1)), f'an epoch is missing: {e}'
+    assert len(e) - len(set(e)) <= 1, f'finished epochs were redone: {e}'
+    starts = [json.loads(l) for l in open(exp / 'stage1_encoder/train.log') if '"event": "start"' in l]
+    assert len(starts) == 2 and starts[1]['epoch'] >= 1, 'the rerun resumed from the last checkpoint'
+
+def test_run_report(killed_and_rerun):
+    run = killed_and_rerun / 'reports' / 'r'
+    text = (run / 'README.md').read_text()
+    for part in ('## Results', '## Data (Stage 0)', '## Telephone channel', '## Training', '## Environment', 'funasr'):
+        assert part in text, part
+    for nb in ('00_channel_sim', '01_data_prep', '02_model', '10_baseline', '10_stage1', '20_stage2', '30_stage3', '40_eval'):
+        assert (run / f'{nb}.ipynb').exists(), nb
+    assert not list((ROOT / 'nbs').glob('*_out*.ipynb'))
+
+def test_every_planted_fault_is_named_and_counted(killed_and_rerun):
+    d = killed_and_rerun / 'exp_output'
+    info = json.loads((d / 'smoke_corpus/corpus.json').read_text())
+    rep = json.loads((d / 'data/real_8k_telephone/report.json').read_text())
+    dropped = {(s, x['line']): x['reason'] for s in rep for x in rep[s]['dropped']}
+    split = {'audio_neutral': 'train', 'audio_quiet': 'dev'}
+    for f in info['faults']:
+        assert (split[f['manifest']], f['line']) in dropped, f
+    text = (killed_and_rerun / 'reports/r/README.md').read_text()
+    for reason in ('annotation_error', 'empty', 'missing', 'unreadable', 'wrong_rate', 'bad_line'):
+        assert reason in text, reason
+
+@pytest.mark.skipif(not SLOW, reason='two more full smoke runs: FA8K_SLOW=1')
+def test_two_runs_same_seed_same_data_and_metrics(tmp_path):
+    for d in ('a', 'b'):
+        (tmp_path / d).mkdir(); fa8k_run(0, 4, '--run_id', 'r', cwd=tmp_path / d)
+    a, b = tmp_path / 'a/exp_output/data', tmp_path / 'b/exp_output/data'
+    ta, tb = tree_bytes(a), tree_bytes(b)
+    assert ta.keys() == tb.keys()
+    for k in ta:
+        assert ta[k].replace(str(a).encode(), b'X') == tb[k].replace(str(b).encode(), b'X'), k
+    ma, mb = [json.loads((tmp_path / d / 'reports/r/eval_metrics.json').read_text()) for d in 'ab']
+    assert ma == mb
