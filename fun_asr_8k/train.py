@@ -330,15 +330,15 @@ def finish_checkpoints(out: Path, n: int) -> Path:
     return out / 'model.pt.avg'
 
 def load_checkpoint(path, device: str = 'cpu'):
-    "A funasr AutoModel from a checkpoint (with its stage's stage_config.yaml beside it) or a model directory."
+    "A funasr AutoModel (class FunASRNanoCTC) from a checkpoint (its stage's stage_config.yaml beside it) or a model directory."
     from funasr import AutoModel
     path = Path(str(path).strip())
-    if path.is_dir(): return load_model(path, device=device)
+    if path.is_dir(): return load_model(path, device=device, model='FunASRNanoCTC')   # adds no weights; decodes without torchaudio
     cfg_path = path.parent / 'stage_config.yaml'
     if not cfg_path.exists(): cfg_path = path.parent / 'config.yaml'
     if not cfg_path.exists(): raise FileNotFoundError(f'{path}: no stage_config.yaml or config.yaml beside the checkpoint')
     cfg = yaml.safe_load(cfg_path.read_text())
-    cfg.update(init_param=str(path), device=device, ctc_train=False)
+    cfg.update(init_param=str(path), device=device, ctc_train=False, model='FunASRNanoCTC', disable_update=True)
     cfg.setdefault('model_conf', {})
     if cfg.get('peft_lora'): raise ValueError(f'{path}: a LoRA training checkpoint; load the merged model its stage wrote (final/model.pt)')
     return AutoModel(**{k: v for k, v in cfg.items() if k not in ('train_data_set_list', 'valid_data_set_list')})
@@ -356,7 +356,7 @@ def finalize_lora(p: StageParams, cfg: dict, avg: Path) -> Path:
     final.mkdir(exist_ok=True)
     torch.save({'state_dict': m.merged_state_dict()}, final / 'model.pt.tmp'); os.replace(final / 'model.pt.tmp', final / 'model.pt')
     stock = model_config(p.model_dir)
-    stock = {k: v for k, v in stock.items() if k not in ('init_param', 'trust_remote_code', 'disable_update', 'model_conf')}
+    stock = {k: v for k, v in stock.items() if k not in ('init_param', 'trust_remote_code', 'model_conf')}   # disable_update stays: no PyPI call offline
     write_atomic(final / 'config.yaml', yaml.safe_dump(dict(stock, model='FunASRNano'), allow_unicode=True, sort_keys=False))
     return final / 'model.pt'
 
