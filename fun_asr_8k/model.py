@@ -6,7 +6,7 @@
 __all__ = ['QWEN3_0_6B', 'FUN_ASR_NANO', 'CHAT_TOKENS', 'TINY', 'BLOCKS', 'FREEZE_PLANS', 'LORA', 'PLAN_FIGURES', 'ModelDirError',
            'model_overrides', 'model_config', 'load_model', 'FunASRNanoCTC', 'corpus_texts', 'train_llm_tokenizer',
            'tiny_config', 'write_cmvn', 'make_tiny_model', 'freeze_plan_config', 'block_table', 'apply_freeze_plan',
-           'full_size_model', 'make_tiny_model_cli']
+           'full_size_model', 'speech_token_coverage', 'make_tiny_model_cli']
 
 # %% ../nbs/02_model.ipynb #19c2199e
 import copy, json, logging, os, re, shutil, sys, tempfile
@@ -36,7 +36,8 @@ FUN_ASR_NANO = dict(  # the model blocks; paths (LLM, tokenizers) are filled in 
                             positional_dropout_rate=0.1, attention_dropout_rate=0.1, input_layer='pe',
                             pos_enc_class='SinusoidalPositionEncoder', normalize_before=True, kernel_size=11, sanm_shfit=0,
                             selfattention_layer_type='sanm', freeze=True),
-    audio_adaptor='Transformer', audio_adaptor_conf=dict(downsample_rate=1, ffn_dim=2048, llm_dim=1024, encoder_dim=512, n_layer=2, freeze=False),
+    audio_adaptor='Transformer', audio_adaptor_conf=dict(downsample_rate=1, ffn_dim=2048, llm_dim=1024, encoder_dim=512, n_layer=2, freeze=False,
+                                                         use_low_frame_rate=True),
     llm='Qwen3-0.6b', llm_conf=dict(freeze=True, llm_dtype='bf16'),
     ctc_decoder='Transformer', ctc_decoder_conf=dict(downsample_rate=1, ffn_dim=2048, llm_dim=512, encoder_dim=512, n_layer=5, freeze=False),
     ctc_vocab_size=60515, ctc_weight=1.0,
@@ -194,7 +195,7 @@ def tiny_config(model_dir: Path, llm_dir: Path, ctc_tokens: Path, ctc_vocab_size
     c['audio_encoder_conf'].update(output_size=t['encoder_dim'], attention_heads=2, linear_units=t['encoder_units'],
                                    num_blocks=t['encoder_blocks'], tp_blocks=t['encoder_tp_blocks'])
     c['audio_adaptor_conf'].update(ffn_dim=t['adaptor_ffn'], llm_dim=t['llm_hidden'], encoder_dim=t['encoder_dim'], n_layer=1,
-                                   downsample_rate=8)   # funasr hands the LLM ceil(frames / 8) speech tokens: let them cover the utterance
+                                   downsample_rate=8)   # funasr's dataset hands the LLM ceil(frames / 8) speech tokens: let them cover the utterance
     c['ctc_decoder_conf'].update(ffn_dim=t['adaptor_ffn'], llm_dim=t['encoder_dim'], encoder_dim=t['encoder_dim'], n_layer=1)
     c['llm'], c['llm_conf'] = 'Qwen3-tiny', dict(init_param_path=str(llm_dir), freeze=True, llm_dtype='fp32')
     c['tokenizer_conf'] = dict(init_param_path=str(llm_dir))
@@ -302,6 +303,17 @@ def full_size_model(stage: str = 'stage1', work_dir=None) -> torch.nn.Module:
     return apply_freeze_plan(m, stage)
 
 PLAN_FIGURES = dict(audio_encoder='~150M', audio_adaptor='~4M', ctc_decoder='~8M (CTC)', ctc='', llm='~2M LoRA')
+
+# %% ../nbs/02_model.ipynb #e7320048
+def speech_token_coverage(model, frames: int = 80) -> float:
+    "Fraction of an utterance of `frames` LFR frames that reaches the LLM: speech tokens funasr reserves / adaptor frames."
+    with torch.no_grad():
+        dev = next(model.parameters()).device
+        enc, lens = model.audio_encoder(torch.zeros(1, frames, 560, device=dev), torch.tensor([frames], device=dev))
+        out, _ = model.audio_adaptor(enc, lens)
+    o = 1 + (frames - 3 + 2) // 2
+    reserved = (1 + (o - 3 + 2) // 2 - 1) // 2 + 1        # funasr's fake_token_len
+    return min(1.0, reserved / out.shape[1])
 
 # %% ../nbs/02_model.ipynb #10375527
 @call_parse
