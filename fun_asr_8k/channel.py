@@ -9,15 +9,18 @@ __all__ = ['SR_WIDE', 'SR_NARROW', 'FRAME', 'AMR_NB_MODES', 'CODECS', 'LOSS_MODE
            'codec_roundtrip', 'lost_frames', 'conceal', 'rms', 'babble', 'noise_gain', 'BabblePool', 'ChannelConfig',
            'utterance_seed', 'draw_settings', 'simulate', 'frequency_response', 'mask_violations', 'ManifestError',
            'ManifestItem', 'parse_manifest_line', 'read_manifest', 'AudioError', 'read_audio', 'wav_bytes',
-           'write_atomic', 'output_wav_path', 'parse_shard', 'read_journals', 'load_babble_pool', 'unique_items',
-           'run_journaled', 'simulate_manifest', 'channel_config', 'simulate_cli']
+           'write_atomic', 'atomic_writer', 'output_wav_path', 'parse_shard', 'JournalIndex', 'read_journals',
+           'load_babble_pool', 'unique_items', 'ManifestTuples', 'run_journaled', 'simulate_manifest', 'channel_config',
+           'simulate_cli']
 
 # %% ../nbs/00_channel_sim.ipynb #f7221d8a
-import ctypes, ctypes.util, hashlib, importlib, io, json, math, multiprocessing as mp, os, re, shutil, subprocess, sys
+import ctypes, ctypes.util, hashlib, heapq, importlib, io, itertools, json, math, multiprocessing as mp, os, re, shutil, subprocess, sys
+from array import array
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import av
 import numpy as np
@@ -487,6 +490,20 @@ def write_atomic(path, data: bytes | str):
     tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     os.replace(tmp, path)
 
+_TMP_IDS = itertools.count()
+
+@contextmanager
+def atomic_writer(path):
+    "A UTF-8 text file to stream `path` into: a temporary file, renamed to `path` only if the block ends without an error."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'{path.name}.tmp-{os.getpid()}-{next(_TMP_IDS)}')   # unique: two writers of one path do not collide
+    try:
+        with open(tmp, 'w', encoding='utf-8', newline='') as f: yield f
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True); raise
+
 # %% ../nbs/00_channel_sim.ipynb #e4377a50
 def output_wav_path(out_dir, key: str) -> Path:
     "Where utterance `key` goes: `wav/<2 hex>/<key>.wav`, the key made file-safe (and disambiguated if that changed it)."
@@ -500,18 +517,58 @@ def parse_shard(shard: str) -> tuple[int, int]:
     if not m or not int(m[1]) < int(m[2]): raise ValueError(f"shard {shard!r}: expected I/N with 0 <= I < N, e.g. 0/4")
     return int(m[1]), int(m[2])
 
-def read_journals(journal_dir: Path, own: Path | None = None) -> dict[int, dict]:
-    "Finished utterances by manifest line; a torn last line (a kill mid-write) is dropped, and cut from `own`."
-    done = {}
+class JournalIndex:
+    "Where the journal record of each finished manifest line starts (journal, byte offset), in arrays indexed by line; `index[line]` reads it back."
+    def __init__(self):
+        self.paths, self._files, self._n = [], {}, 0
+        self._offset, self._journal = np.full(1024, -1, np.int64), np.zeros(1024, np.int32)
+    def journal(self, path) -> int:
+        "Number of journal file `path`, added if new."
+        path = Path(path)
+        if path not in self.paths: self.paths.append(path)
+        return self.paths.index(path)
+    def add(self, line: int, journal: int, offset: int):
+        "Record that `line`'s record starts at byte `offset` of journal number `journal` (a later record of a line wins)."
+        if line >= len(self._offset):
+            grow = max(len(self._offset), line + 1 - len(self._offset))
+            self._offset = np.concatenate([self._offset, np.full(grow, -1, np.int64)])
+            self._journal = np.concatenate([self._journal, np.zeros(grow, np.int32)])
+        self._n += bool(self._offset[line] < 0)
+        self._offset[line], self._journal[line] = offset, journal
+    def has(self, lines: np.ndarray) -> np.ndarray:
+        "Boolean mask of which of `lines` are journaled."
+        lines = np.asarray(lines, np.int64)
+        ok = (lines >= 0) & (lines < len(self._offset))
+        return ok & (self._offset[np.where(ok, lines, 0)] >= 0)
+    def __contains__(self, line) -> bool: return 0 <= line < len(self._offset) and self._offset[line] >= 0
+    def __len__(self) -> int: return self._n
+    def __getitem__(self, line: int) -> dict:
+        if line not in self: raise KeyError(line)
+        j = int(self._journal[line])
+        if j not in self._files: self._files[j] = open(self.paths[j], 'rb')
+        f = self._files[j]
+        f.seek(int(self._offset[line]))
+        return json.loads(f.readline())
+    def close(self):
+        "Close the journals opened to read records back."
+        for f in self._files.values(): f.close()
+        self._files.clear()
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+
+def read_journals(journal_dir: Path, own: Path | None = None) -> JournalIndex:
+    "Index of the finished utterances by manifest line; a torn last line (a kill mid-write) is dropped, and cut from `own`."
+    index = JournalIndex()
     for j in sorted(Path(journal_dir).glob('journal-*.jsonl')):
-        data = j.read_bytes()
-        good = data[:data.rfind(b'\n') + 1]
-        if j == own and len(good) != len(data):
-            with open(j, 'r+b') as f: f.truncate(len(good))
-        for line in good.splitlines():
-            rec = json.loads(line)
-            done[rec['line']] = rec
-    return done
+        n, offset, torn = index.journal(j), 0, False
+        with open(j, 'rb') as f:
+            for line in f:
+                if not line.endswith(b'\n'): torn = True; break
+                index.add(json.loads(line)['line'], n, offset)
+                offset += len(line)
+        if torn and j == own:
+            with open(j, 'r+b') as f: f.truncate(offset)
+    return index
 
 _STATE = {}
 def _init_worker(cfg: dict, seed: int, pool_audio: dict | None, pool_sources: dict | None):
@@ -530,38 +587,56 @@ def _simulate_item(item: tuple) -> dict:
     except Exception as e: return dict(line=lineno, key=key, status='skipped', reason='channel_error', detail=f'{source}: {type(e).__name__}: {e}')
 
 # %% ../nbs/00_channel_sim.ipynb #3301b91b
-def load_babble_pool(items: Sequence[tuple], seed: int, size: int) -> BabblePool:
-    "Up to `size` readable utterances at 8 kHz, chosen by a seeded hash of their keys (the same on every shard)."
-    order = sorted(items, key=lambda it: hashlib.sha256(f'babble\x00{seed}\x00{it[1]}'.encode()).digest())
-    audio, sources = {}, {}
-    for _, key, source, _ in order:
-        if len(audio) >= size: break
-        try: audio[key] = resample(read_audio(source, SR_WIDE), SR_WIDE, SR_NARROW)
-        except AudioError: continue
-        sources[key] = source
-    return BabblePool(audio, sources)
+def load_babble_pool(items: Iterable[tuple], seed: int, size: int) -> BabblePool:
+    "Up to `size` readable utterances at 8 kHz, chosen by a seeded hash of their keys (the same on every shard); `items` is read again only if too few of the first choices are readable."
+    rank = lambda it: hashlib.sha256(f'babble\x00{seed}\x00{it[1]}'.encode()).digest()
+    audio, sources, tried, n = {}, {}, 0, size
+    while True:
+        order = heapq.nsmallest(n, items, key=rank)   # = sorted(items, key=rank)[:n], holding n items
+        for _, key, source, _ in order[tried:]:
+            if len(audio) >= size: break
+            try: audio[key] = resample(read_audio(source, SR_WIDE), SR_WIDE, SR_NARROW)
+            except AudioError: continue
+            sources[key] = source
+        if len(audio) >= size or len(order) < n: return BabblePool(audio, sources)
+        tried, n = n, 2 * n
 
-def _summary(v: list) -> dict | None:
-    v = np.asarray([x for x in v if x is not None], float)
+def _summary(v: Sequence[float]) -> dict | None:
+    "Mean, min, median and max of numbers (None left out already), rounded; None if there are none."
+    v = np.array(v, float)
     if not len(v): return None
     return dict(mean=round(float(v.mean()), 4), min=round(float(v.min()), 4), p50=round(float(np.median(v)), 4), max=round(float(v.max()), 4))
 
-def unique_items(manifest, skip_bad: bool = False, bad: list | None = None) -> list[ManifestItem]:
-    "All items of a manifest; `ManifestError` if a key repeats (its outputs would collide)."
-    items, seen = [], {}
-    for it in read_manifest(manifest, skip_bad, bad):
-        if it.key in seen: raise ManifestError(f'{manifest}:{it.lineno}: key {it.key!r} repeats line {seen[it.key]}')
-        seen[it.key] = it.lineno
-        items.append(it)
-    return items
+def unique_items(manifest, skip_bad: bool = False, bad: list | None = None) -> Iterator[ManifestItem]:
+    "The items of a manifest, streamed after a first pass that raises `ManifestError` where a key repeats (its outputs would collide) or a line is bad."
+    hashes, err = array('q'), None
+    try:
+        for it in read_manifest(manifest, skip_bad, bad): hashes.append(hash(it.key))
+    except ManifestError as e: err = e   # raised after the repeats that come before it
+    h = np.sort(np.frombuffer(hashes, np.int64))
+    if suspects := set(h[1:][h[1:] == h[:-1]].tolist()):   # equal hashes: find the first real repeat, as one pass would
+        seen = {}
+        for _, it in zip(range(len(hashes)), read_manifest(manifest, True)):
+            if hash(it.key) not in suspects: continue
+            if it.key in seen: raise ManifestError(f'{manifest}:{it.lineno}: key {it.key!r} repeats line {seen[it.key]}')
+            seen[it.key] = it.lineno
+    if err is not None: raise err
+    return read_manifest(manifest, skip_bad)
+
+class ManifestTuples:
+    "The items of a manifest (checked once by `unique_items`) as tuples `fn(item)`, read again from the file on every pass: nothing is held per line."
+    def __init__(self, manifest, fn, skip_bad: bool = False, bad: list | None = None):
+        unique_items(manifest, skip_bad, bad)
+        self.manifest, self.fn, self.skip_bad = manifest, fn, skip_bad
+    def __iter__(self) -> Iterator[tuple]: return map(self.fn, read_manifest(self.manifest, self.skip_bad))
 
 def _importable(fn, module: str):
     "`fn` itself, or its namesake in the installed `module` when `fn` was defined in a notebook (spawned workers import it)."
     return getattr(importlib.import_module(module), fn.__name__) if fn.__module__ == '__main__' else fn
 
-def run_journaled(todo_items: list[tuple], out_dir, settings: dict, work, init, init_args, shard: str = '0/1',
-                  workers: int = 1, progress: bool = True, desc: str = 'utterances') -> dict | None:
-    "Apply `work` to this shard's items (tuples, line number first) not yet journaled in `out_dir`; all results by line, or None while other shards are unfinished."
+def run_journaled(todo_items: Iterable[tuple], out_dir, settings: dict, work, init, init_args, shard: str = '0/1',
+                  workers: int = 1, progress: bool = True, desc: str = 'utterances') -> JournalIndex | None:
+    "Apply `work` to this shard's items (tuples, line number first; iterated twice) not yet journaled in `out_dir`; the index of all results by line, or None while other shards are unfinished."
     shard_i, shard_n = parse_shard(shard)
     jdir = Path(out_dir) / '.journal'
     jdir.mkdir(parents=True, exist_ok=True)
@@ -571,18 +646,23 @@ def run_journaled(todo_items: list[tuple], out_dir, settings: dict, work, init, 
     write_atomic(jdir / 'settings.json', text)
     journal = jdir / f'journal-{shard_i}-of-{shard_n}.jsonl'
     done = read_journals(jdir, own=journal)
-    todo = [it for j, it in enumerate(todo_items) if j % shard_n == shard_i and it[0] not in done]
-    if todo:
+    lines = np.frombuffer(array('q', (it[0] for it in todo_items)), np.int64)
+    mine = np.zeros(len(lines), bool)
+    mine[shard_i::shard_n] = ~done.has(lines[shard_i::shard_n])
+    if n_todo := int(mine.sum()):
         args = init_args() if callable(init_args) else init_args
-        with open(journal, 'a', encoding='utf-8') as jf:
+        todo = (it for it, m in zip(todo_items, mine) if m)   # streamed: a pool takes tasks as its pipe has room
+        with open(journal, 'ab') as jf:
+            n = done.journal(journal)
             def record(results):
-                for r in tqdm(results, total=len(todo), desc=f'{desc} {shard_i}/{shard_n}', unit='utt', disable=not progress):
-                    jf.write(json.dumps(r, ensure_ascii=False) + '\n'); jf.flush(); done[r['line']] = r
+                for r in tqdm(results, total=n_todo, desc=f'{desc} {shard_i}/{shard_n}', unit='utt', disable=not progress):
+                    offset = jf.tell()
+                    jf.write((json.dumps(r, ensure_ascii=False) + '\n').encode()); jf.flush(); done.add(r['line'], n, offset)
             if workers > 1:
                 with mp.get_context('spawn').Pool(workers, init, args) as p: record(p.imap(work, todo, chunksize=4))
             else:
                 init(*args); record(map(work, todo))
-    missing = sum(it[0] not in done for it in todo_items)
+    missing = int((~done.has(lines)).sum())
     if missing:
         print(f'shard {shard_i}/{shard_n} done; {missing} utterances belong to shards not finished yet: '
               f'the run that finishes the last one writes the outputs in {out_dir}')
@@ -595,7 +675,7 @@ def simulate_manifest(manifest, out_dir, cfg: ChannelConfig | str = 'plan', seed
     cfg = PRESETS[cfg] if isinstance(cfg, str) else cfg
     parse_shard(shard)
     out_dir, bad = Path(out_dir).absolute(), []
-    items = [(it.lineno, it.key, str(it.source), str(output_wav_path(out_dir, it.key))) for it in unique_items(manifest, skip_bad, bad)]
+    items = ManifestTuples(manifest, lambda it: (it.lineno, it.key, str(it.source), str(output_wav_path(out_dir, it.key))), skip_bad, bad)
     def init_args():
         pool = load_babble_pool(items, seed, pool_size) if cfg.snr_db is not None else None
         return (asdict(cfg), seed, None if pool is None else pool.audio, None if pool is None else pool.sources)
@@ -603,32 +683,34 @@ def simulate_manifest(manifest, out_dir, cfg: ChannelConfig | str = 'plan', seed
     mod = 'fun_asr_8k.channel'
     done = run_journaled(items, out_dir, settings, _importable(_simulate_item, mod), _importable(_init_worker, mod),
                          init_args, shard, workers, progress, 'channel')
-    return None if done is None else _write_outputs(manifest, out_dir, cfg, seed, items, done, bad, skip_bad)
+    if done is None: return None
+    with done: return _write_outputs(manifest, out_dir, cfg, seed, done, bad, skip_bad)
 
-def _write_outputs(manifest, out_dir: Path, cfg: ChannelConfig, seed: int, items, done: dict, bad: list, skip_bad: bool) -> dict:
-    "Write `manifest.jsonl` (manifest order) and `report.json` from the journals, atomically."
-    lines, ok, skipped = [], [], []
+def _write_outputs(manifest, out_dir: Path, cfg: ChannelConfig, seed: int, done: JournalIndex, bad: list, skip_bad: bool) -> dict:
+    "Stream `manifest.jsonl` (manifest order) from the journals and write `report.json`, atomically; per line only the summarised numbers are kept."
+    n_items, n_ok, skipped, codecs, clipped, snr, loss = 0, 0, [], {}, 0, array('d'), array('d')
     source_names = set(FIELD_SPELLINGS['source'])
-    for it in read_manifest(manifest, skip_bad):
-        r = done[it.lineno]
-        if r['status'] != 'ok':
-            skipped.append({k: r[k] for k in ('line', 'key', 'reason', 'detail')}); continue
-        ok.append(r['channel'])
-        line = {k: v for k, v in it.line.items() if k not in source_names}
-        line.update(source=str(output_wav_path(out_dir, it.key)), channel={**r['channel'], 'input': str(it.source)})
-        lines.append(json.dumps(line, ensure_ascii=False) + '\n')
-    write_atomic(out_dir / 'manifest.jsonl', ''.join(lines))
+    with atomic_writer(out_dir / 'manifest.jsonl') as f:
+        for it in read_manifest(manifest, skip_bad):
+            n_items, r = n_items + 1, done[it.lineno]
+            if r['status'] != 'ok':
+                skipped.append({k: r[k] for k in ('line', 'key', 'reason', 'detail')}); continue
+            c = r['channel']
+            n_ok, clipped = n_ok + 1, clipped + c['clipped']
+            codecs[c['codec']] = codecs.get(c['codec'], 0) + 1
+            if c['snr_db'] is not None: snr.append(c['snr_db'])
+            if c['frame_loss'] is not None: loss.append(c['frame_loss'])
+            line = {k: v for k, v in it.line.items() if k not in source_names}
+            line.update(source=str(output_wav_path(out_dir, it.key)), channel={**c, 'input': str(it.source)})
+            f.write(json.dumps(line, ensure_ascii=False) + '\n')
     reasons = {}
     for s in skipped: reasons[s['reason']] = reasons.get(s['reason'], 0) + 1
     if bad: reasons['bad_line'] = len(bad)
-    codecs = {}
-    for c in ok: codecs[c['codec']] = codecs.get(c['codec'], 0) + 1
     report = dict(manifest=str(Path(manifest).absolute()), out_dir=str(out_dir), preset=cfg.preset, seed=seed,
-                  config=asdict(cfg), n_lines=len(items) + len(bad), n_written=len(ok),
+                  config=asdict(cfg), n_lines=n_items + len(bad), n_written=n_ok,
                   n_skipped=len(skipped) + len(bad), skipped_by_reason=dict(sorted(reasons.items())),
                   skipped=skipped, bad_lines=[dict(line=n, error=e) for n, e in bad], codecs=dict(sorted(codecs.items())),
-                  snr_db=_summary([c['snr_db'] for c in ok]), frame_loss=_summary([c['frame_loss'] for c in ok]),
-                  clipped_samples=sum(c['clipped'] for c in ok))
+                  snr_db=_summary(snr), frame_loss=_summary(loss), clipped_samples=clipped)
     write_atomic(out_dir / 'report.json', json.dumps(report, ensure_ascii=False, indent=1) + '\n')
     for tmp in (out_dir / 'wav').rglob('*.tmp-*'): tmp.unlink()   # leftovers of killed workers
     return report

@@ -11,19 +11,21 @@ __all__ = ['GENERAL_WORDS', 'GENERAL_TEMPLATES', 'SALES_WORDS', 'SALES_TEMPLATES
 
 # %% ../nbs/01_data_prep.ipynb #4487fad9
 import hashlib, json, math, os, re, shutil, string, subprocess, sys, tempfile
+from array import array
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import soundfile as sf
 from fastcore.script import call_parse
 from tqdm.auto import tqdm
 
-from .channel import (SR_NARROW, SR_WIDE, AudioError, BabblePool, ManifestError, PRESETS, _importable,
-                                output_wav_path, parse_manifest_line, parse_shard, read_audio, read_manifest, resample, run_journaled, simulate,
-                                simulate_manifest, speak, unique_items, wav_bytes, write_atomic)
+from .channel import (SR_NARROW, SR_WIDE, AudioError, BabblePool, ManifestError, ManifestTuples, PRESETS, _importable,
+                                atomic_writer, output_wav_path, parse_manifest_line, parse_shard, read_audio, read_manifest, resample,
+                                run_journaled, simulate, simulate_manifest, speak, unique_items, wav_bytes, write_atomic)
 
 # %% ../nbs/01_data_prep.ipynb #e4f66a9e
 GENERAL_WORDS = {
@@ -218,12 +220,11 @@ def kaldi_to_jsonl(kaldi_dir, out_path) -> Path:
     "FunASR jsonl (key, source, target) from a Kaldi `wav.scp` + `text` directory; keys without text get an empty target."
     kaldi_dir = Path(kaldi_dir)
     text = {k: v for _, k, v in _kaldi_table(kaldi_dir / 'text')} if (kaldi_dir / 'text').exists() else {}
-    lines = []
-    for n, key, wav in _kaldi_table(kaldi_dir / 'wav.scp'):
-        if wav.rstrip().endswith('|'): raise ManifestError(f'{kaldi_dir / "wav.scp"}:{n}: command pipes are not supported; extract the audio to files first')
-        src = Path(wav) if Path(wav).is_absolute() else (kaldi_dir / wav)
-        lines.append(json.dumps(dict(key=key, source=str(src), target=text.get(key, '')), ensure_ascii=False) + '\n')
-    write_atomic(out_path, ''.join(lines))
+    with atomic_writer(out_path) as f:
+        for n, key, wav in _kaldi_table(kaldi_dir / 'wav.scp'):
+            if wav.rstrip().endswith('|'): raise ManifestError(f'{kaldi_dir / "wav.scp"}:{n}: command pipes are not supported; extract the audio to files first')
+            src = Path(wav) if Path(wav).is_absolute() else (kaldi_dir / wav)
+            f.write(json.dumps(dict(key=key, source=str(src), target=text.get(key, '')), ensure_ascii=False) + '\n')
     return Path(out_path)
 
 def find_manifest(data_dir, name: str, work_dir) -> Path:
@@ -263,42 +264,48 @@ def _prep_real_item(item: tuple) -> dict:
                 out=chatml_line(key, wav, target, fbank_frames(len(y)), n_tokens))
 
 # %% ../nbs/01_data_prep.ipynb #e5333b36
-def _summary(v) -> dict | None:
-    v = np.asarray(list(v), float)
+def _summary(v: Sequence[float]) -> dict | None:
+    "Mean, min, median and max of numbers; None if there are none."
+    v = np.array(v, float)
     if not len(v): return None
     return dict(mean=round(float(v.mean()), 2), min=float(v.min()), p50=float(np.median(v)), max=float(v.max()))
 
-def _finish_split(manifest, formatted: Path, kept: list[dict], dropped: list[dict], bad: list, unit: str, plain: bool) -> dict:
-    "Write the formatted jsonl (and funasr's plain jsonl if asked) and return the split's report."
-    write_atomic(formatted, ''.join(json.dumps(k['out'], ensure_ascii=False) + '\n' for k in kept))
-    if plain:
-        write_atomic(formatted.with_name(formatted.name.replace('_formatted', '')), ''.join(json.dumps(dict(
-            key=k['key'], source=SPEECH_RE.match(k['out']['messages'][1]['content'])['path'], source_len=int(k['seconds'] * 100),
-            target=k['out']['messages'][2]['content'], target_len=k['out']['text_length']), ensure_ascii=False) + '\n' for k in kept))
+def _finish_split(manifest, formatted: Path, results: Iterable[dict], dropped: list[dict], bad: list, unit: str, plain: bool) -> dict:
+    "Stream `results` (in manifest order: kept records with `out`, or dropped ones) into the formatted jsonl (and funasr's plain jsonl if asked); the split's report."
+    seconds, speech_length, text_length, dropped = array('d'), array('d'), array('d'), list(dropped)
+    plain_path = formatted.with_name(formatted.name.replace('_formatted', ''))
+    with atomic_writer(plain_path) if plain else nullcontext() as pf, atomic_writer(formatted) as f:
+        for k in results:
+            if 'out' not in k: dropped.append({n: k[n] for n in ('line', 'key', 'reason', 'detail')}); continue
+            out = k['out']
+            f.write(json.dumps(out, ensure_ascii=False) + '\n')
+            if pf is not None: pf.write(json.dumps(dict(
+                key=k['key'], source=SPEECH_RE.match(out['messages'][1]['content'])['path'], source_len=int(k['seconds'] * 100),
+                target=out['messages'][2]['content'], target_len=out['text_length']), ensure_ascii=False) + '\n')
+            seconds.append(k['seconds']); speech_length.append(out['speech_length']); text_length.append(out['text_length'])
     dropped = sorted(dropped + [dict(line=n, key=None, reason='bad_line', detail=e) for n, e in bad], key=lambda d: d['line'])
     reasons = {}
     for d in dropped: reasons[d['reason']] = reasons.get(d['reason'], 0) + 1
-    return dict(input=str(Path(manifest).absolute()), output=str(formatted), n_lines=len(kept) + len(dropped),
-                n_kept=len(kept), n_dropped=len(dropped), dropped_by_reason=dict(sorted(reasons.items())), dropped=dropped,
-                hours_kept=round(sum(k['seconds'] for k in kept) / 3600, 4),
-                seconds=_summary(k['seconds'] for k in kept), speech_length=_summary(k['out']['speech_length'] for k in kept),
-                text_length=_summary(k['out']['text_length'] for k in kept), text_length_unit=unit)
+    return dict(input=str(Path(manifest).absolute()), output=str(formatted), n_lines=len(seconds) + len(dropped),
+                n_kept=len(seconds), n_dropped=len(dropped), dropped_by_reason=dict(sorted(reasons.items())), dropped=dropped,
+                hours_kept=round(sum(seconds) / 3600, 4), seconds=_summary(seconds), speech_length=_summary(speech_length),
+                text_length=_summary(text_length), text_length_unit=unit)
 
 def prep_real(manifest, split_dir, formatted, limits: PrepLimits = PrepLimits(), tokenizer: str | None = None,
               sr: int = SR_NARROW, workers: int = 1, shard: str = '0/1', skip_bad: bool = False, plain: bool = False,
               progress: bool = True) -> dict | None:
     "Stage 0 for real telephone audio at `sr`: filtered, resampled to 16 kHz, formatted into `formatted`; the split's report."
     split_dir, bad = Path(split_dir).absolute(), []
-    items = [(it.lineno, it.key, str(it.source), it.target, str(output_wav_path(split_dir, it.key)))
-             for it in unique_items(manifest, skip_bad, bad)]
+    items = ManifestTuples(manifest, lambda it: (it.lineno, it.key, str(it.source), it.target, str(output_wav_path(split_dir, it.key))),
+                           skip_bad, bad)
     settings = dict(manifest=str(Path(manifest).absolute()), limits=asdict(limits), tokenizer=tokenizer, sr=sr)
     mod = 'fun_asr_8k.data'
     done = run_journaled(items, split_dir, settings, _importable(_prep_real_item, mod), _importable(_init_prep, mod),
                          (asdict(limits), tokenizer, sr), shard, workers, progress, 'resample')
     if done is None: return None
-    kept = [done[i[0]] for i in items if done[i[0]]['status'] == 'ok']
-    dropped = [{k: done[i[0]][k] for k in ('line', 'key', 'reason', 'detail')} for i in items if done[i[0]]['status'] != 'ok']
-    return _finish_split(manifest, Path(formatted), kept, dropped, bad, text_length_fn(tokenizer)[1] if tokenizer else 'characters', plain)
+    with done:
+        return _finish_split(manifest, Path(formatted), (done[it.lineno] for it in read_manifest(manifest, skip_bad)), [], bad,
+                             text_length_fn(tokenizer)[1] if tokenizer else 'characters', plain)
 
 # %% ../nbs/01_data_prep.ipynb #ea184ca3
 def prep_simulated(manifest, split_dir, formatted, channel: str = 'plan', seed: int = 0, limits: PrepLimits = PrepLimits(),
@@ -307,24 +314,23 @@ def prep_simulated(manifest, split_dir, formatted, channel: str = 'plan', seed: 
     "Stage 0 for 16 kHz general speech: transcripts filtered, the channel simulated (fa8k-simulate), formatted; the split's report."
     split_dir, bad, dropped = Path(split_dir).absolute(), [], []
     split_dir.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for it in unique_items(manifest, skip_bad, bad):
-        if p := transcript_problem(it.target): dropped.append(dict(line=it.lineno, key=it.key, reason=p[0], detail=p[1])); continue
-        lines.append(json.dumps(dict(key=it.key, source=str(it.source), target=it.target, line=it.lineno), ensure_ascii=False) + '\n')
-    write_atomic(split_dir / 'input.jsonl', ''.join(lines))
+    items = unique_items(manifest, skip_bad, bad)
+    with atomic_writer(split_dir / 'input.jsonl') as f:
+        for it in items:
+            if p := transcript_problem(it.target): dropped.append(dict(line=it.lineno, key=it.key, reason=p[0], detail=p[1])); continue
+            f.write(json.dumps(dict(key=it.key, source=str(it.source), target=it.target, line=it.lineno), ensure_ascii=False) + '\n')
     sim = simulate_manifest(split_dir / 'input.jsonl', split_dir / 'channel', channel, seed, workers, shard, progress=progress)
     if sim is None: return None
-    orig_line = {json.loads(l)['key']: json.loads(l)['line'] for l in lines}
+    skipped = {s['key'] for s in sim['skipped']}   # few: their input line numbers back to the manifest's
+    orig_line = {it.key: it.line['line'] for it in read_manifest(split_dir / 'input.jsonl') if it.key in skipped}
     dropped += [dict(s, line=orig_line[s['key']]) for s in sim['skipped']]
-    rows = ((orig_line[it.key], it.key, it.source, it.target, it.line['channel']['input'])
+    rows = ((it.line['line'], it.key, it.source, it.target, it.line['channel']['input'])   # `line` came through the channel
             for it in read_manifest(split_dir / 'channel' / 'manifest.jsonl'))
-    kept, more, unit = _format_wavs(rows, limits, tokenizer)
-    return _finish_split(manifest, Path(formatted), kept, dropped + more, bad, unit, plain)
-
-def _format_wavs(rows, limits: PrepLimits, tokenizer: str | None) -> tuple[list, list, str]:
-    "Kept and dropped items of (line, key, 16 kHz wav, transcript, where) rows, measured from the wav headers; text_length unit."
     count, unit = text_length_fn(tokenizer)
-    kept, dropped = [], []
+    return _finish_split(manifest, Path(formatted), _format_wavs(rows, limits, count), dropped, bad, unit, plain)
+
+def _format_wavs(rows: Iterable[tuple], limits: PrepLimits, count) -> Iterator[dict]:
+    "Kept records (key, seconds, out) or dropped ones of (line, key, 16 kHz wav, transcript, where) rows, measured from the wav headers; `count` gives text_length."
     for lineno, key, wav, target, where in rows:
         p = transcript_problem(target)
         if not p:
@@ -334,17 +340,16 @@ def _format_wavs(rows, limits: PrepLimits, tokenizer: str | None) -> tuple[list,
             except Exception as e: p = ('missing' if not Path(wav).exists() else 'unreadable', f'{where}: {e}')
         n_tokens = 0 if p else count(target)
         p = p or _length_problem(info.frames / SR_WIDE, n_tokens, limits, where)
-        if p: dropped.append(dict(line=lineno, key=key, reason=p[0], detail=p[1])); continue
-        kept.append(dict(key=key, seconds=round(info.frames / SR_WIDE, 3), out=chatml_line(key, str(wav), target, fbank_frames(info.frames), n_tokens)))
-    return kept, dropped, unit
+        if p: yield dict(line=lineno, key=key, reason=p[0], detail=p[1]); continue
+        yield dict(key=key, seconds=round(info.frames / SR_WIDE, 3), out=chatml_line(key, str(wav), target, fbank_frames(info.frames), n_tokens))
 
 def prep_clean(manifest, formatted, limits: PrepLimits = PrepLimits(), tokenizer: str | None = None, skip_bad: bool = False,
                plain: bool = False) -> dict:
     "The general set as it is (16 kHz, no channel) in the training format: the smoke baseline's data and the general-domain test of retention."
     bad = []
     rows = ((it.lineno, it.key, it.source, it.target, str(it.source)) for it in unique_items(manifest, skip_bad, bad))
-    kept, dropped, unit = _format_wavs(rows, limits, tokenizer)
-    return _finish_split(manifest, Path(formatted), kept, dropped, bad, unit, plain)
+    count, unit = text_length_fn(tokenizer)
+    return _finish_split(manifest, Path(formatted), _format_wavs(rows, limits, count), [], bad, unit, plain)
 
 # %% ../nbs/01_data_prep.ipynb #1de6e152
 GENERAL_SPLITS = {'train': 'train_M', 'dev': 'eval_dev'}

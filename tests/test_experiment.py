@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, cli, tree_bytes
 
-SLOW = os.environ.get('FA8K_SLOW') == '1'   # the second full run (reproducibility) only when asked
+SLOW = os.environ.get('FA8K_SLOW') == '1'   # full smoke runs (8-20 min on 2 cores) only when asked: FA8K_SLOW=1 ./run test
+slow = pytest.mark.skipif(not SLOW, reason='full smoke runs of fa8k-run: FA8K_SLOW=1')
 
 def fa8k_run(*args, cwd, check=True, timeout=1800):
     r = subprocess.run([cli('fa8k-run'), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
@@ -36,6 +37,7 @@ def killed_and_rerun(tmp_path_factory):
     fa8k_run(0, 4, '--run_id', 'r', cwd=d)
     return d
 
+@slow
 def test_killed_run_resumes_and_finishes(killed_and_rerun):
     d = killed_and_rerun
     exp = d / 'exp_output/exp/8k_telephone'
@@ -47,6 +49,7 @@ def test_killed_run_resumes_and_finishes(killed_and_rerun):
     starts = [json.loads(l) for l in open(exp / 'stage1_encoder/train.log') if '"event": "start"' in l]
     assert len(starts) == 2 and starts[1]['epoch'] >= 1, 'the rerun resumed from the last checkpoint'
 
+@slow
 def test_run_report(killed_and_rerun):
     run = killed_and_rerun / 'reports' / 'r'
     text = (run / 'README.md').read_text()
@@ -56,6 +59,7 @@ def test_run_report(killed_and_rerun):
         assert (run / f'{nb}.ipynb').exists(), nb
     assert not list((ROOT / 'nbs').glob('*_out*.ipynb'))
 
+@slow
 def test_every_planted_fault_is_named_and_counted(killed_and_rerun):
     d = killed_and_rerun / 'exp_output'
     info = json.loads((d / 'smoke_corpus/corpus.json').read_text())
@@ -68,7 +72,7 @@ def test_every_planted_fault_is_named_and_counted(killed_and_rerun):
     for reason in ('annotation_error', 'empty', 'missing', 'unreadable', 'wrong_rate', 'bad_line'):
         assert reason in text, reason
 
-@pytest.mark.skipif(not SLOW, reason='two more full smoke runs: FA8K_SLOW=1')
+@slow
 def test_two_runs_same_seed_same_data_and_metrics(tmp_path):
     for d in ('a', 'b'):
         (tmp_path / d).mkdir(); fa8k_run(0, 4, '--run_id', 'r', cwd=tmp_path / d)
