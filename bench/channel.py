@@ -8,7 +8,8 @@ held in memory at 16 kHz (fixed voices, texts and seeds, so every run sees the s
   plan: ...   the same chain cut into its steps (same library calls), to show where the time goes.
   realistic   `simulate(x, PRESETS['realistic'])`: codec mix (G.711, AMR-NB, GSM, G.726, Opus via PyAV), PLC.
   sox         the plan steps as sox command lines, per utterance, temp file to temp file (3 sox processes:
-              rate -v 8k + u-law; decode + sinc 300-3400; -m with a pre-made babble file at the right gain + rate -v 16k).
+              rate -v 8k + u-law; decode + sinc 300-3400; -m with a pre-made babble file at the right gain
+              + rate -v 16k).
               sox has no frame loss: it is left out, which only favours sox. Timing covers the sox processes, not
               writing the input/babble files.
   lhotse      `lhotse.augmentation.Narrowband('mulaw', 16000, restore_orig_sr=True)` per utterance (resample, mu-law,
@@ -32,11 +33,12 @@ from fun_asr_8k import channel as ch
 
 SEED, SR, NB = 0, ch.SR_WIDE, ch.SR_NARROW
 TEXTS = ['今天天气很好，我们去公园散步吧。', '请问您的账户号码是多少？', '我想查询一下上个月的话费账单。',
-         '您好，这里是客户服务中心，请问有什么可以帮您？', '这个套餐每个月有三十个G的流量。', '麻烦您再说一遍，我没有听清楚。',
-         '我的信用卡昨天丢了，需要挂失。', '明天上午十点在会议室开会。', '您的快递已经送到小区门口了。', '请在听到提示音后留言。',
-         '我们的营业时间是早上九点到晚上六点。', '这个问题我需要请示一下经理。', '您好，我想预约下周三的体检。',
-         '转账金额是五千八百元，请确认。', '火车票可以在网上直接购买。', '请您保持电话畅通，我们稍后回电。',
-         '这家餐厅的菜味道不错，价格也便宜。', '我家的宽带从昨天晚上开始就上不了网了。', '谢谢您的耐心等待，祝您生活愉快。',
+         '您好，这里是客户服务中心，请问有什么可以帮您？', '这个套餐每个月有三十个G的流量。',
+         '麻烦您再说一遍，我没有听清楚。', '我的信用卡昨天丢了，需要挂失。', '明天上午十点在会议室开会。',
+         '您的快递已经送到小区门口了。', '请在听到提示音后留言。', '我们的营业时间是早上九点到晚上六点。',
+         '这个问题我需要请示一下经理。', '您好，我想预约下周三的体检。', '转账金额是五千八百元，请确认。',
+         '火车票可以在网上直接购买。', '请您保持电话畅通，我们稍后回电。', '这家餐厅的菜味道不错，价格也便宜。',
+         '我家的宽带从昨天晚上开始就上不了网了。', '谢谢您的耐心等待，祝您生活愉快。',
          '退款会在三到五个工作日内退回原账户。']
 VOICES = ['m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7', 'f1', 'f2', 'f3', 'f4', 'f5']
 
@@ -73,7 +75,8 @@ def plan_steps(utts, pool, cfg, repeats: int) -> dict:
             t0 = lap('resample 16k->8k (soxr HQ)', t0); y = ch.to_float(ch.codec_roundtrip(ch.to_int16(y), d['codec']))
             t0 = lap('G.711 mu-law (int16, LUT, float)', t0); y = ch.bandpass(y, *cfg.bandpass_hz)
             t0 = lap('band-pass 300-3400', t0)
-            y = ch.conceal(y, ch.lost_frames(math.ceil(len(y) / ch.FRAME), d['loss_rate'], d['loss_rng']), cfg.concealment)
+            y = ch.conceal(y, ch.lost_frames(math.ceil(len(y) / ch.FRAME), d['loss_rate'], d['loss_rng']),
+                           cfg.concealment)
             t0 = lap('frame loss (zeros)', t0)
             talkers = pool.draw(d['babble_rng'], cfg.babble_talkers, key)
             noise = ch.babble([pool.audio[k] for k in talkers], len(y), d['babble_rng'])
@@ -81,7 +84,8 @@ def plan_steps(utts, pool, cfg, repeats: int) -> dict:
             t0 = lap('babble (4 talkers, mix at SNR)', t0)
             np.clip(ch.fit_length(ch.resample(y, NB, SR), len(x)), -1.0, 32767 / 32768).astype(np.float32)
             lap('resample 8k->16k (soxr HQ)', t0)
-        if r: best = {k: min(v, best.get(k, math.inf)) for k, v in t.items()}   # r == 0 is the warm-up
+        # r == 0 is the warm-up
+        if r: best = {k: min(v, best.get(k, math.inf)) for k, v in t.items()}
     return best
 
 def sox_chain(utts, pool, cfg, tmp: str):
@@ -90,7 +94,8 @@ def sox_chain(utts, pool, cfg, tmp: str):
     for key, x in utts.items():
         d = ch.draw_settings(cfg, key, SEED)
         y = ch.bandpass(ch.to_float(ch.codec_roundtrip(ch.to_int16(ch.resample(x, SR, NB)), d['codec'])))
-        noise = ch.babble([pool.audio[k] for k in pool.draw(d['babble_rng'], cfg.babble_talkers, key)], len(y), d['babble_rng'])
+        noise = ch.babble([pool.audio[k] for k in pool.draw(d['babble_rng'], cfg.babble_talkers, key)], len(y),
+                          d['babble_rng'])
         f = {s: f'{tmp}/{key}-{s}.wav' for s in ('in', 'ul', 'bp', 'babble', 'out')}
         sf.write(f['in'], x, SR, subtype='PCM_16')
         sf.write(f['babble'], ch.noise_gain(y, noise, d['snr_db']) * noise, NB, subtype='PCM_16')
@@ -104,9 +109,12 @@ def lhotse_narrowband():
     from lhotse.augmentation import Narrowband
     try: return Narrowband(codec='mulaw', source_sampling_rate=SR, restore_orig_sr=True), ''
     except ImportError as e: why = f'{type(e).__name__}: {e}'
-    import torch   # torchaudio.functional.mu_law_encoding/decoding (quantization_channels=256), as lhotse calls them
-    def enc(x, mu=255.0): return ((torch.sign(x) * torch.log1p(mu * torch.abs(x)) / math.log1p(mu) + 1) / 2 * mu + 0.5).to(torch.int64)
-    def dec(q, mu=255.0): x = q.float() / mu * 2 - 1.0; return torch.sign(x) * (torch.exp(torch.abs(x) * math.log1p(mu)) - 1.0) / mu
+    # torchaudio.functional.mu_law_encoding/decoding (quantization_channels=256), as lhotse calls them
+    import torch
+    def enc(x, mu=255.0):
+        return ((torch.sign(x) * torch.log1p(mu * torch.abs(x)) / math.log1p(mu) + 1) / 2 * mu + 0.5).to(torch.int64)
+    def dec(q, mu=255.0):
+        x = q.float() / mu * 2 - 1.0; return torch.sign(x) * (torch.exp(torch.abs(x) * math.log1p(mu)) - 1.0) / mu
     ta = types.ModuleType('torchaudio'); ta.__version__ = '2.6.0+benchshim'
     ta.__spec__ = importlib.machinery.ModuleSpec('torchaudio', None)
     ta.transforms = types.SimpleNamespace(MuLawEncoding=lambda: enc, MuLawDecoding=lambda: dec)
@@ -120,17 +128,20 @@ def main():
     a = p.parse_args()
     vers = {m: version(m) for m in ('numpy', 'soxr', 'scipy', 'lhotse', 'audiomentations', 'torch', 'av')}
     sox_v = subprocess.run(['sox', '--version'], capture_output=True, text=True).stdout.strip().split()[-1]
-    print(f"machine: nproc={os.cpu_count()} {platform.processor() or platform.machine()}, python {platform.python_version()}, "
+    print(f"machine: nproc={os.cpu_count()} {platform.processor() or platform.machine()}, "
+          f"python {platform.python_version()}, "
           + ', '.join(f'{k} {v}' for k, v in vers.items()) + f', sox {sox_v}; load average {os.getloadavg()}')
     utts = build(a.utts, a.seconds)
     audio_s = sum(map(len, utts.values())) / SR
     pool = ch.BabblePool({k: ch.resample(x, SR, NB) for k, x in utts.items()})
     plan, real = ch.PRESETS['plan'], ch.PRESETS['realistic']
-    print(f'audio: {len(utts)} utterances, {audio_s:.1f} s at 16 kHz; best of {a.repeats} after 1 warm-up; single process\n')
+    print(f'audio: {len(utts)} utterances, {audio_s:.1f} s at 16 kHz; best of {a.repeats} after 1 warm-up; '
+          'single process\n')
     rows, notes = [], {}
     def add(name, fn, note=''):
         try: r = timed(fn, a.repeats)
-        except Exception as e: print(f'{name}: could not run: {type(e).__name__}: {e}'); notes[name] = f'failed: {e}'; return
+        except Exception as e:
+            print(f'{name}: could not run: {type(e).__name__}: {e}'); notes[name] = f'failed: {e}'; return
         rows.append(dict(method=name, rtf=audio_s / r['wall_s'], **r, note=note))
     add('plan (ours)', lambda: [ch.simulate(x, plan, k, SEED, pool) for k, x in utts.items()])
     add('realistic (ours)', lambda: [ch.simulate(x, real, k, SEED, pool) for k, x in utts.items()], 'codec mix, PLC')
@@ -138,14 +149,16 @@ def main():
         add('sox chain (3 processes/utt)', sox_chain(utts, pool, plan, tmp), 'no frame loss (sox has none)')
     try:
         nb, note = lhotse_narrowband()
-        add('lhotse Narrowband(mulaw)', lambda: [nb(x[None], SR) for x in utts.values()], note or 'resample+mu-law only')
+        add('lhotse Narrowband(mulaw)', lambda: [nb(x[None], SR) for x in utts.values()],
+            note or 'resample+mu-law only')
     except Exception as e: print(f'lhotse Narrowband: could not run: {type(e).__name__}: {e}'); notes['lhotse'] = str(e)
     try:
         import audiomentations as am
         aug = am.Compose([am.BandPassFilter(1850, 1850, 3100 / 1850, 3100 / 1850, 24, 24, p=1.0),
                           am.BitCrush(8, 8, p=1.0), am.AddGaussianSNR(10.0, 25.0, p=1.0)])
         add('audiomentations', lambda: [aug(x, SR) for x in utts.values()], 'band-pass+8 bit+noise, 16 kHz')
-    except Exception as e: print(f'audiomentations: could not run: {type(e).__name__}: {e}'); notes['audiomentations'] = str(e)
+    except Exception as e:
+        print(f'audiomentations: could not run: {type(e).__name__}: {e}'); notes['audiomentations'] = str(e)
     steps = plan_steps(utts, pool, plan, a.repeats)
     base = next((r['wall_s'] for r in rows if r['method'] == 'plan (ours)'), None)
     if base is not None:
@@ -165,8 +178,9 @@ def main():
     print(f'load average at the end: {os.getloadavg()}')
     if a.json:
         with open(a.json, 'w') as f:
-            json.dump(dict(versions=vers, sox=sox_v, nproc=os.cpu_count(), python=platform.python_version(), audio_s=audio_s,
-                           utterances=len(utts), repeats=a.repeats, rows=rows, notes=notes), f, ensure_ascii=False, indent=1)
+            json.dump(dict(versions=vers, sox=sox_v, nproc=os.cpu_count(), python=platform.python_version(),
+                           audio_s=audio_s, utterances=len(utts), repeats=a.repeats, rows=rows, notes=notes),
+                      f, ensure_ascii=False, indent=1)
     return 0 if base is not None and not notes else 1
 
 if __name__ == '__main__':

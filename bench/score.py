@@ -10,7 +10,8 @@ each repeat, so a busy machine slows them alike; garbage collection is off while
   jiwer.cer                  jiwer 4's CER over the whole list (one call).
   ours: align_counts         `align_counts(r, h)` per pair on the same strings: the counting jiwer does, sclite's way.
   ours: CER with normalise   the same after `normalise` of both sides (what CER costs in `score`).
-  ours: score, no keywords   `score(pairs)`: normalise, CER, WER (jieba segmentation of both sides), 1000 bootstrap draws.
+  ours: score, no keywords   `score(pairs)`: normalise, CER, WER (jieba segmentation of both sides), 1000 bootstrap
+                             draws.
   ours: score, keywords      `score(pairs, KEYWORDS)`: all of the above plus KWER/U-CER and per-keyword counts.
   jiwer + jieba: CER, WER    the CER and WER part of `score` done with jiwer: `normalise`, jiwer.process_characters,
                              `words` (jieba) of both sides, jiwer.process_words; no intervals. Compare with
@@ -23,15 +24,16 @@ Run: python bench/score.py [--pairs 10000] [--repeats 5] [--json out.json]
 import argparse, gc, json, platform, random, sys, time
 from importlib.metadata import version
 import jiwer
-from fun_asr_8k.evaluate import align_counts, normalise, score, units, words
+from fun_asr_8k.score import align_counts, normalise, score, units, words
 
 SEED = 0
-CHARSET = ('的一是不了人我在有他这中大来上个国到说们为子和你地出道也时年得就那要下以生会自着去之过家学对可里后小么心多天而能好'
-           '都然没日于起还发成事只作当想看文无开手十用主行方又如前所本见经头面公同三已老从动两长知民样现分将外但身些与高意进把法'
-           '此实回二理美点月明其种声全工己话儿者向情部正名定女问力机给等几很业最间新什打便位因重被走电四第门相次东政海口使教西再'
-           '平真听世气信北少关并内加化由却代军产入先山五太水万市眼体别处总才场师书比住员九笑性通目华报立马命张活难神数件安表原车')
-KEYWORDS = ['流量', '套餐', '流量包', '宽带', '话费', '退订', '续费', '优惠', '积分', '营业厅', '月租', '来电显示', '彩铃',
-            '合约机', '副卡', '携号转网', '提速', '光猫', '账单', '充值']
+CHARSET = ('的一是不了人我在有他这中大来上个国到说们为子和你地出道也时年得就那要下以生会自着去之过家学对可里后小么心'
+           '多天而能好都然没日于起还发成事只作当想看文无开手十用主行方又如前所本见经头面公同三已老从动两长知民样现分'
+           '将外但身些与高意进把法此实回二理美点月明其种声全工己话儿者向情部正名定女问力机给等几很业最间新什打便位因'
+           '重被走电四第门相次东政海口使教西再平真听世气信北少关并内加化由却代军产入先山五太水万市眼体别处总才场师书'
+           '比住员九笑性通目华报立马命张活难神数件安表原车')
+KEYWORDS = ['流量', '套餐', '流量包', '宽带', '话费', '退订', '续费', '优惠', '积分', '营业厅', '月租', '来电显示',
+            '彩铃', '合约机', '副卡', '携号转网', '提速', '光猫', '账单', '充值']
 
 def make_pairs(n: int, seed: int = SEED) -> list[dict]:
     "n (key, ref, hyp) pairs: random sentences with keywords spliced in, and random character edits of them."
@@ -80,7 +82,8 @@ def main():
     rows = {'jiwer.process_characters': lambda: jiwer.process_characters(refs, hyps),
             'jiwer.cer': lambda: jiwer.cer(refs, hyps),
             'ours: align_counts': lambda: [align_counts(r, h) for r, h in zip(refs, hyps)],
-            'ours: CER with normalise': lambda: [align_counts(units(normalise(r)), units(normalise(h))) for r, h in zip(refs, hyps)],
+            'ours: CER with normalise': lambda: [align_counts(units(normalise(r)), units(normalise(h)))
+                                                 for r, h in zip(refs, hyps)],
             'ours: score, no keywords': lambda: score(pairs),
             'ours: score, keywords': lambda: score(pairs, KEYWORDS),
             'jiwer + jieba: CER, WER': lambda: jiwer_cer_wer(refs, hyps)}
@@ -94,11 +97,13 @@ def main():
     theirs = jiwer.process_characters(refs, hyps)
     mine = sum(o['S'] + o['D'] + o['I'] for o in ours)
     per_pair = [jiwer.process_characters(r, h) for r, h in zip(refs, hyps)]
-    differ = sum(o['S'] + o['D'] + o['I'] != j.substitutions + j.deletions + j.insertions for o, j in zip(ours, per_pair))
+    differ = sum(o['S'] + o['D'] + o['I'] != j.substitutions + j.deletions + j.insertions
+                 for o, j in zip(ours, per_pair))
     print(f'error totals: ours (sclite) {mine}, jiwer {theirs.substitutions + theirs.deletions + theirs.insertions}; '
           f'S/D/I ours {sum(o["S"] for o in ours)}/{sum(o["D"] for o in ours)}/{sum(o["I"] for o in ours)}, '
           f'jiwer {theirs.substitutions}/{theirs.deletions}/{theirs.insertions}; pairs whose totals differ: {differ}')
-    print(f'aim: ours: align_counts >= 10x jiwer.process_characters: {a.pairs / times["ours: align_counts"] / base:.1f}x '
+    print(f'aim: ours: align_counts >= 10x jiwer.process_characters: '
+          f'{a.pairs / times["ours: align_counts"] / base:.1f}x '
           f'({"met" if a.pairs / times["ours: align_counts"] / base >= 10 else "not met"})')
     if a.json:
         with open(a.json, 'w') as f:

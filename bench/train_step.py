@@ -58,13 +58,14 @@ them back after the build to the CPUs the process may use (--threads overrides).
 tiny steps about 2.4x slower.
 Default run (tiny, CPU): about 45 s on a 2-core machine.
 """
-import argparse, json, math, os, platform, resource, shutil, subprocess, sys, tempfile, time
+import argparse, json, os, platform, resource, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
 STAGES = ('baseline', 'stage1', 'stage2', 'stage3')
 DEFAULT_TOKENS = {'tiny': dict(baseline=3000, stage1=3000, stage2=3000, stage3=3000),
                   'full': dict(baseline=8192, stage1=8192, stage2=8192, stage3=4096)}
-PROMPT_BEFORE, PROMPT_AFTER = 18, 5   # Qwen3 tokens of the ChatML text before / after the speech slots (system + user prompt)
+# Qwen3 tokens of the ChatML text before / after the speech slots (system + user prompt)
+PROMPT_BEFORE, PROMPT_AFTER = 18, 5
 LR, GRAD_CLIP, SAMPLE_MAX = 1e-4, 5.0, 200
 MARK = '@@train_step@@ '
 MB = 1 << 20
@@ -86,10 +87,12 @@ def _tiny_model_and_batches(job: dict, device: str):
     am = load_model(job['model_dir'], device=device, **freeze_plan_config(job['stage']))
     model = apply_freeze_plan(am.model, job['stage'])   # what train_ds does from freeze_param / lora_only
     bt = job['batch_tokens']
-    conf = dict(am.kwargs['dataset_conf'], index_ds='FunASR', batch_sampler='BatchSampler', batch_type='token', batch_size=bt,
-                max_token_length=bt, batch_size_token_max=4 * bt, sort_size=1024, shuffle=True, num_workers=0, pin_memory=False)
+    conf = dict(am.kwargs['dataset_conf'], index_ds='FunASR', batch_sampler='BatchSampler', batch_type='token',
+                batch_size=bt, max_token_length=bt, batch_size_token_max=4 * bt, sort_size=1024, shuffle=True,
+                num_workers=0, pin_memory=False)
     random.seed(0); np.random.seed(0); torch.manual_seed(0)   # the dataset draws the user prompt with random.choice
-    ds = tables.dataset_classes['FunASR'](job['train'], frontend=am.kwargs['frontend'], tokenizer=am.kwargs['tokenizer'], is_training=True, **conf)
+    ds = tables.dataset_classes['FunASR'](job['train'], frontend=am.kwargs['frontend'],
+                                          tokenizer=am.kwargs['tokenizer'], is_training=True, **conf)
     loader_args = tables.batch_sampler_classes['BatchSampler'](ds, **conf)
     loader_args['pin_memory'] = False
     dl = torch.utils.data.DataLoader(ds, collate_fn=ds.collator, **loader_args)
@@ -102,11 +105,13 @@ def _tiny_model_and_batches(job: dict, device: str):
             batches.append((to_device(b, device), dict(tokens=tokens, padded_tokens=padded)))
             if len(batches) >= need: break
         if len(batches) >= need or not batches: break
-    if not batches: raise RuntimeError(f'no batch from {job["train"]} at batch_tokens={bt} (utterances longer than the batch?)')
+    if not batches:
+        raise RuntimeError(f'no batch from {job["train"]} at batch_tokens={bt} (utterances longer than the batch?)')
     return model, batches, dict(model_dir=job['model_dir'], data=job['train'])
 
 def _full_model(job: dict, device: str, work: Path):
-    "The full-size FunASRNanoCTC (FUN_ASR_NANO + QWEN3_0_6B, as full_size_model configures it) on `device`, random weights."
+    ("The full-size FunASRNanoCTC (FUN_ASR_NANO + QWEN3_0_6B, as full_size_model configures it) on `device`, "
+     "random weights.")
     import copy, torch
     from fun_asr_8k.model import FUN_ASR_NANO, QWEN3_0_6B, FunASRNanoCTC, apply_freeze_plan, freeze_plan_config
     (work / 'Qwen3-0.6B').mkdir(parents=True, exist_ok=True)
@@ -119,12 +124,13 @@ def _full_model(job: dict, device: str, work: Path):
     for k in ('audio_encoder_conf', 'audio_adaptor_conf', 'ctc_decoder_conf', 'llm_conf'): cfg[k].update(plan[k])
     torch.manual_seed(0)
     with torch.device(device):
-        m = FunASRNanoCTC(**{k: v for k, v in cfg.items() if k != 'model'}, ctc_train=plan['ctc_train'], peft_lora=plan['peft_lora'],
-                          detach_ctc_decoder=plan['detach_ctc_decoder'])
+        m = FunASRNanoCTC(**{k: v for k, v in cfg.items() if k != 'model'}, ctc_train=plan['ctc_train'],
+                          peft_lora=plan['peft_lora'], detach_ctc_decoder=plan['detach_ctc_decoder'])
     return apply_freeze_plan(m, job['stage']), cfg
 
 def _synthetic_batches(job: dict, cfg: dict, device: str):
-    "Batches with the shapes funasr's FunASR dataset + token sampler give utterances of --utt_seconds (see the docstring)."
+    ("Batches with the shapes funasr's FunASR dataset + token sampler give utterances of --utt_seconds "
+     "(see the docstring).")
     import torch
     from funasr.register import tables
     fe = tables.frontend_classes[cfg['frontend']](**{**cfg['frontend_conf'], 'cmvn_file': None})
@@ -137,7 +143,9 @@ def _synthetic_batches(job: dict, cfg: dict, device: str):
     n_chars = max(1, round(job['chars_per_s'] * job['utt_seconds']))
     source_len = frames + n_chars
     bt = job['batch_tokens']
-    if source_len > bt: raise ValueError(f'an utterance of {job["utt_seconds"]} s is {source_len} tokens > batch_tokens {bt}: funasr drops it')
+    if source_len > bt:
+        raise ValueError(f'an utterance of {job["utt_seconds"]} s is {source_len} tokens > batch_tokens {bt}: '
+                         'funasr drops it')
     B = min(bt // source_len, SAMPLE_MAX - 1)
     L = PROMPT_BEFORE + fake + PROMPT_AFTER + n_chars + 1
     vocab = 151643                                            # Qwen3's ordinary tokens (below the special ones)
@@ -148,19 +156,19 @@ def _synthetic_batches(job: dict, cfg: dict, device: str):
         labels = ids.clone(); labels[:, :PROMPT_BEFORE + fake + PROMPT_AFTER] = -100
         b = dict(speech=torch.randn(B, T, 560, generator=g), speech_lengths=torch.full((B,), T, dtype=torch.long),
                  input_ids=ids, attention_mask=torch.ones(B, L, dtype=torch.int32), labels_ids=labels,
-                 fbank_beg=torch.full((B, 1), PROMPT_BEFORE, dtype=torch.int32), fake_token_len=torch.full((B, 1), fake, dtype=torch.int32),
-                 item=[dict(key=f'synth{i}', system=['You are a helpful assistant.'], user=['语音转写：<speech>'], assistant=[text],
-                            source_len=source_len) for i in range(B)])
+                 fbank_beg=torch.full((B, 1), PROMPT_BEFORE, dtype=torch.int32),
+                 fake_token_len=torch.full((B, 1), fake, dtype=torch.int32),
+                 item=[dict(key=f'synth{i}', system=['You are a helpful assistant.'], user=['语音转写：<speech>'],
+                            assistant=[text], source_len=source_len) for i in range(B)])
         batches.append(({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()},
                         dict(tokens=B * source_len, padded_tokens=B * source_len)))
-    return batches, dict(utterances=B, utt_seconds=job['utt_seconds'], fbank_frames=frames, lfr_frames=T, speech_tokens=fake,
-                         transcript_chars=n_chars, llm_seq_len=L, source_len=source_len)
+    return batches, dict(utterances=B, utt_seconds=job['utt_seconds'], fbank_frames=frames, lfr_frames=T,
+                         speech_tokens=fake, transcript_chars=n_chars, llm_seq_len=L, source_len=source_len)
 
 def _child(job: dict) -> dict:
     "Build one stage's model and batches, warm up, time the steps; the measurements."
     t_start = time.perf_counter()
     import torch
-    from funasr.train_utils.device_funcs import to_device
     import fun_asr_8k.model  # noqa: F401  (registers FunASRNanoCTC)
     import logging; logging.disable(logging.WARNING)           # funasr logs every batch it builds
     device = job['device']
@@ -195,7 +203,8 @@ def _child(job: dict) -> dict:
     dev_type = 'cuda' if cuda else 'cpu'
 
     def step(batch):
-        b = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}   # forward edits some in place
+        # forward edits some in place
+        b = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
         with torch.autocast(device_type=dev_type, dtype=torch.bfloat16, enabled=bool(bf16)):
             loss, stats, _ = model(**b)
         loss.backward()
@@ -216,8 +225,8 @@ def _child(job: dict) -> dict:
     timed_meta = [m for _, m in batches[job['warmup']:]]
     total = sum(times)
     peak = torch.cuda.max_memory_allocated() / MB if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return dict(stage=job['stage'], device=device, batch_tokens=job['batch_tokens'], steps=len(times), warmup=job['warmup'],
-                step_s=total / len(times), step_min_s=min(times), step_times=times,
+    return dict(stage=job['stage'], device=device, batch_tokens=job['batch_tokens'], steps=len(times),
+                warmup=job['warmup'], step_s=total / len(times), step_min_s=min(times), step_times=times,
                 tokens_per_step=sum(m['tokens'] for m in timed_meta) / len(times),
                 padded_tokens_per_step=sum(m['padded_tokens'] for m in timed_meta) / len(times),
                 utts_per_step=sum(len(b['item']) for b, _ in batches[job['warmup']:]) / len(times),
@@ -227,7 +236,8 @@ def _child(job: dict) -> dict:
                 peak_mb=peak, static_mb=static, rss_before_build_mb=None if cuda else rss0,
                 train_mb=None if cuda else peak - rss0, params=n_total, trainable=n_train, blocks=blocks,
                 ctc_train=bool(getattr(model, 'ctc_train', False)), lora=hasattr(model.llm, 'peft_config'),
-                llm_dtype=getattr(model, 'llm_dtype', None), bf16_autocast=bool(bf16), torch_threads=torch.get_num_threads(),
+                llm_dtype=getattr(model, 'llm_dtype', None), bf16_autocast=bool(bf16),
+                torch_threads=torch.get_num_threads(),
                 import_s=import_s, build_s=build_s, batch_shape=shape,
                 gpu=torch.cuda.get_device_name() if cuda else None)
 
@@ -248,11 +258,14 @@ def prepare_tiny(work: Path, utts: int) -> dict:
     from fun_asr_8k.model import make_tiny_model
     import logging; logging.disable(logging.WARNING)
     t = time.perf_counter()
-    info = make_corpus(work / 'corpus', CorpusSpec(general_train=utts, general_dev=2, tel_train=12, tel_dev=4, tel_test=0), progress=False)
+    info = make_corpus(work / 'corpus',
+                       CorpusSpec(general_train=utts, general_dev=2, tel_train=12, tel_dev=4, tel_test=0),
+                       progress=False)
     rep = prep_clean(work / 'corpus' / 'general' / 'train_M.jsonl', work / 'train_formatted.jsonl')
     make_tiny_model(work / 'tiny_model', work / 'corpus')
     return dict(model_dir=str(work / 'tiny_model'), train=str(work / 'train_formatted.jsonl'), utterances=rep['n_kept'],
-                audio_s=round(rep['hours_kept'] * 3600, 1), prep_s=round(time.perf_counter() - t, 1), corpus_hours=info['hours'])
+                audio_s=round(rep['hours_kept'] * 3600, 1), prep_s=round(time.perf_counter() - t, 1),
+                corpus_hours=info['hours'])
 
 def fmt_params(n: int) -> str:
     return f'{n / 1e9:.2f}B' if n >= 1e9 else f'{n / 1e6:.1f}M' if n >= 1e5 else f'{n / 1e3:.1f}k'
@@ -262,14 +275,18 @@ def main():
     p.add_argument('--scale', choices=('tiny', 'full'), default='tiny')
     p.add_argument('--steps', type=int, default=20, help='timed optimizer steps per stage')
     p.add_argument('--warmup', type=int, default=3, help='untimed steps first')
-    p.add_argument('--batch_tokens', type=int, default=None, help='token batch of every stage (default: the stage defaults, see above)')
+    p.add_argument('--batch_tokens', type=int, default=None,
+                   help='token batch of every stage (default: the stage defaults, see above)')
     p.add_argument('--device', default=None, help='cpu | cuda (default: cpu for tiny, cuda for full)')
-    p.add_argument('--bf16', action='store_true', help='full scale: bf16 LLM weights + bf16 autocast (train.py bf16=True)')
+    p.add_argument('--bf16', action='store_true',
+                   help='full scale: bf16 LLM weights + bf16 autocast (train.py bf16=True)')
     p.add_argument('--stages', default=','.join(STAGES))
     p.add_argument('--utts', type=int, default=40, help='tiny: utterances in the synthesised corpus')
     p.add_argument('--utt_seconds', type=float, default=10.0, help='full: utterance length of the synthetic batches')
     p.add_argument('--chars_per_s', type=float, default=4.0, help='full: transcript characters per second of audio')
-    p.add_argument('--threads', type=int, default=0, help='torch threads, set after the model is built (0: the CPUs this process may use on CPU; on GPU as left by the build)')
+    p.add_argument('--threads', type=int, default=0,
+                   help='torch threads, set after the model is built (0: the CPUs this process may use on CPU; '
+                        'on GPU as left by the build)')
     p.add_argument('--json', default=None)
     a = p.parse_args()
     device = a.device or ('cpu' if a.scale == 'tiny' else 'cuda')
@@ -287,7 +304,9 @@ def main():
         base = dict(scale=a.scale, device=device, steps=a.steps, warmup=a.warmup, bf16=a.bf16, threads=a.threads,
                     utt_seconds=a.utt_seconds, chars_per_s=a.chars_per_s)
         data = prepare_tiny(work, a.utts) if a.scale == 'tiny' else {}
-        if data: print(f"tiny model + {data['utterances']} utterances ({data['audio_s']} s of audio) made in {data['prep_s']} s under {work}")
+        if data:
+            print(f"tiny model + {data['utterances']} utterances ({data['audio_s']} s of audio) "
+                  f"made in {data['prep_s']} s under {work}")
         results = []
         for s in stages:
             r = run_child(dict(base, **data, stage=s, batch_tokens=tokens[s]))
@@ -298,22 +317,27 @@ def main():
     ok = {r['stage']: r for r in results if 'error' not in r}
     cuda = device.startswith('cuda')
     mem = 'peak alloc MB' if cuda else 'peak RSS MB'
-    print(f"\nscale {a.scale}, device {device}" + (f" ({next(iter(ok.values()))['gpu']})" if cuda and ok else f", {os.cpu_count()} CPUs")
-          + f", {a.warmup} warm-up + {a.steps} timed steps per stage" + (', bf16 LLM' if a.bf16 else '') + f"; torch threads "
-          + (str(next(iter(ok.values()))['torch_threads']) if ok else '?'))
-    hdr = f"{'stage':9} {'batch tok':>9} {'utts':>5} {'step s':>8} {'min s':>8} {'tok/s':>9} {'LLM tok/s':>9} {'audio x':>8} {mem:>13} {'model+train MB' if not cuda else 'static MB':>14} {'trainable':>10} {'total':>8} {'train %':>7}"
+    print(f"\nscale {a.scale}, device {device}"
+          + (f" ({next(iter(ok.values()))['gpu']})" if cuda and ok else f", {os.cpu_count()} CPUs")
+          + f", {a.warmup} warm-up + {a.steps} timed steps per stage" + (', bf16 LLM' if a.bf16 else '')
+          + f"; torch threads " + (str(next(iter(ok.values()))['torch_threads']) if ok else '?'))
+    hdr = (f"{'stage':9} {'batch tok':>9} {'utts':>5} {'step s':>8} {'min s':>8} {'tok/s':>9} {'LLM tok/s':>9} "
+           f"{'audio x':>8} {mem:>13} {'model+train MB' if not cuda else 'static MB':>14} {'trainable':>10} "
+           f"{'total':>8} {'train %':>7}")
     print(hdr); print('-' * len(hdr))
     for s in stages:
         r = next(x for x in results if x['stage'] == s)
         if 'error' in r: print(f'{s:9} FAILED: {r["error"]}'); continue
         extra = r['static_mb'] if cuda else r['train_mb']
-        print(f"{s:9} {r['tokens_per_step']:9.0f} {r['utts_per_step']:5.1f} {r['step_s']:8.4f} {r['step_min_s']:8.4f} {r['tokens_per_s']:9.0f} "
-              f"{r['llm_tokens_per_s']:9.0f} {r['audio_x_real']:8.1f} {r['peak_mb']:13.0f} {extra:14.0f} {fmt_params(r['trainable']):>10} "
+        print(f"{s:9} {r['tokens_per_step']:9.0f} {r['utts_per_step']:5.1f} {r['step_s']:8.4f} {r['step_min_s']:8.4f} "
+              f"{r['tokens_per_s']:9.0f} {r['llm_tokens_per_s']:9.0f} {r['audio_x_real']:8.1f} {r['peak_mb']:13.0f} "
+              f"{extra:14.0f} {fmt_params(r['trainable']):>10} "
               f"{fmt_params(r['params']):>8} {100 * r['trainable'] / r['params']:7.2f}")
     ratios = {}
     if 'stage1' in ok:
         ref = ok['stage1']
-        print(f"\nratio to stage1 (same run)  {'step s':>8} {'tok/s':>8} {'peak mem':>9} {'model+train' if not cuda else 'static':>11} {'trainable':>10}")
+        print(f"\nratio to stage1 (same run)  {'step s':>8} {'tok/s':>8} {'peak mem':>9} "
+              f"{'model+train' if not cuda else 'static':>11} {'trainable':>10}")
         for s in stages:
             if s not in ok: continue
             r = ok[s]
@@ -325,16 +349,20 @@ def main():
             print(f"{s:27} {q['step_s']:8.2f} {q['tokens_per_s']:8.2f} {q['peak_mb']:9.2f} "
                   f"{(q[key] if q[key] is not None else float('nan')):11.2f} {(q['trainable'] or float('nan')):10.3f}")
     for s, r in ok.items():
-        print(f"{s}: loss {r['loss_first']:.3f} -> {r['loss_last']:.3f} {r['loss_parts'] or ''}; ctc_train={r['ctc_train']} lora={r['lora']} "
-              f"llm_dtype={r['llm_dtype']}; trainable blocks: " + ', '.join(f"{b['block']} {fmt_params(b['trainable'])}" for b in r['blocks'] if b['trainable']))
+        print(f"{s}: loss {r['loss_first']:.3f} -> {r['loss_last']:.3f} {r['loss_parts'] or ''}; "
+              f"ctc_train={r['ctc_train']} lora={r['lora']} "
+              f"llm_dtype={r['llm_dtype']}; trainable blocks: "
+              + ', '.join(f"{b['block']} {fmt_params(b['trainable'])}" for b in r['blocks'] if b['trainable']))
     if a.scale == 'full' and ok:
         sh = next(iter(ok.values()))['batch_shape']
-        print(f"synthetic utterance: {sh['utt_seconds']} s = {sh['fbank_frames']} fbank frames, {sh['lfr_frames']} LFR frames, "
-              f"{sh['speech_tokens']} speech tokens, {sh['transcript_chars']} transcript tokens, LLM sequence {sh['llm_seq_len']}")
+        print(f"synthetic utterance: {sh['utt_seconds']} s = {sh['fbank_frames']} fbank frames, "
+              f"{sh['lfr_frames']} LFR frames, {sh['speech_tokens']} speech tokens, "
+              f"{sh['transcript_chars']} transcript tokens, LLM sequence {sh['llm_seq_len']}")
     print(f'total {time.perf_counter() - t_all:.0f} s')
     if a.json:
-        Path(a.json).write_text(json.dumps(dict(args=vars(a), device=device, batch_tokens=tokens, data=data, results=results,
-                                                ratios_to_stage1=ratios, platform=platform.platform(), python=platform.python_version()),
+        Path(a.json).write_text(json.dumps(dict(args=vars(a), device=device, batch_tokens=tokens, data=data,
+                                                results=results, ratios_to_stage1=ratios, platform=platform.platform(),
+                                                python=platform.python_version()),
                                            indent=1, ensure_ascii=False))
     sys.exit(1 if len(ok) < len(stages) else 0)
 

@@ -1,11 +1,12 @@
 "Shared fixtures: a small synthetic Mandarin manifest (espeak-ng), made once per test session."
-import json, os, sys
+import json, sys
 from pathlib import Path
 import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent          # console scripts of the venv running pytest
+# console scripts of the venv running pytest
+BIN = Path(sys.executable).parent
 
 SENTENCES = ['您好，我想办理一个流量套餐。', '请问宽带什么时候到期？', '我的话费怎么这么多？', '帮我退订这个业务。',
              '营业厅几点关门？', '今天天气不错。']
@@ -32,4 +33,5 @@ def speech_manifest(tmp_path_factory) -> Path:
 
 def tree_bytes(d: Path) -> dict:
     "Every output file under `d` (journals excluded) with its bytes."
-    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob('*')) if p.is_file() and '.journal' not in p.parts}
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob('*'))
+            if p.is_file() and '.journal' not in p.parts}

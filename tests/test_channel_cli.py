@@ -1,8 +1,6 @@
 "fa8k-simulate as a user runs it: faults, workers, shards, and SIGKILL at random points then resume."
-import json, os, random, shutil, signal, subprocess, time
+import json, os, random, signal, subprocess, time
 from pathlib import Path
-import numpy as np
-import pytest
 import soundfile as sf
 from conftest import cli, tree_bytes
 
@@ -30,7 +28,8 @@ def test_faults_are_named_and_counted(speech_manifest, tmp_path):
     rep = json.loads((tmp_path / 'out' / 'report.json').read_text())
     assert rep['n_lines'] == 10 and rep['n_written'] == 5
     assert rep['skipped_by_reason'] == {'bad_line': 2, 'missing': 1, 'unreadable': 1, 'wrong_rate': 1}
-    assert {s['key']: s['reason'] for s in rep['skipped']} == {'gone': 'missing', 'bad': 'unreadable', 'eight': 'wrong_rate'}
+    assert {s['key']: s['reason'] for s in rep['skipped']} == {'gone': 'missing', 'bad': 'unreadable',
+                                                               'eight': 'wrong_rate'}
     assert 'eight_k.wav' in [s for s in rep['skipped'] if s['key'] == 'eight'][0]['detail']
     out = [json.loads(l) for l in (tmp_path / 'out' / 'manifest.jsonl').read_text().splitlines()]
     assert [o['key'] for o in out] == [g['key'] for g in good]
@@ -42,24 +41,30 @@ def test_faults_are_named_and_counted(speech_manifest, tmp_path):
 def test_same_bytes_for_any_workers_and_shards(speech_manifest, tmp_path):
     simulate(speech_manifest, tmp_path / 'one', '--preset', 'realistic', '--seed', 3)
     simulate(speech_manifest, tmp_path / 'two', '--preset', 'realistic', '--seed', 3, '--workers', 2)
-    for i in range(3): simulate(speech_manifest, tmp_path / 'shards', '--preset', 'realistic', '--seed', 3, '--shard', f'{i}/3')
+    for i in range(3):
+        simulate(speech_manifest, tmp_path / 'shards', '--preset', 'realistic', '--seed', 3, '--shard', f'{i}/3')
     one = tree_bytes(tmp_path / 'one')
     assert len([k for k in one if k.endswith('.wav')]) == 24
     for other in ('two', 'shards'):
         got = tree_bytes(tmp_path / other)
         assert got.keys() == one.keys()
-        assert {k: v for k, v in got.items() if k.endswith('.wav')} == {k: v for k, v in one.items() if k.endswith('.wav')}
-        for k in ('manifest.jsonl', 'report.json'):   # paths differ with the folder; everything else is equal
-            assert got[k].decode().replace(str(tmp_path / other), 'X') == one[k].decode().replace(str(tmp_path / 'one'), 'X')
+        assert ({k: v for k, v in got.items() if k.endswith('.wav')}
+                == {k: v for k, v in one.items() if k.endswith('.wav')})
+        # paths differ with the folder; everything else is equal
+        for k in ('manifest.jsonl', 'report.json'):
+            assert (got[k].decode().replace(str(tmp_path / other), 'X')
+                    == one[k].decode().replace(str(tmp_path / 'one'), 'X'))
     other_seed = tmp_path / 'seed4'
     simulate(speech_manifest, other_seed, '--preset', 'realistic', '--seed', 4)
-    assert tree_bytes(other_seed)[next(k for k in one if k.endswith('.wav'))] != one[next(k for k in one if k.endswith('.wav'))]
+    assert (tree_bytes(other_seed)[next(k for k in one if k.endswith('.wav'))]
+            != one[next(k for k in one if k.endswith('.wav'))])
 
 def journal_lines(out: Path) -> int:
     return sum(open(j, 'rb').read().count(b'\n') for j in (out / '.journal').glob('journal-*.jsonl'))
 
 def test_sigkill_anywhere_then_resume(speech_manifest, tmp_path):
-    "Kill -9 at random points (start-up, mid-utterance, mid-journal) several times, then finish: same bytes, nothing twice."
+    ("Kill -9 at random points (start-up, mid-utterance, mid-journal) several times, then finish: same bytes, "
+     "nothing twice.")
     ref = tmp_path / 'ref'
     simulate(speech_manifest, ref, '--preset', 'realistic')
     out, rng, kills = tmp_path / 'killed', random.Random(0), 0
@@ -84,9 +89,11 @@ def test_sigkill_anywhere_then_resume(speech_manifest, tmp_path):
         assert a[k].decode().replace(str(ref), 'X') == b[k].decode().replace(str(out), 'X')
 
 def test_settings_change_refused_and_cli_overrides(speech_manifest, tmp_path):
-    simulate(speech_manifest, tmp_path / 'o', '--codecs', 'gsm-fr:1,amr-nb-12.2k:1', '--snr_db', 'off', '--loss_rate', '0.5')
+    simulate(speech_manifest, tmp_path / 'o', '--codecs', 'gsm-fr:1,amr-nb-12.2k:1', '--snr_db', 'off',
+             '--loss_rate', '0.5')
     rep = json.loads((tmp_path / 'o' / 'report.json').read_text())
-    assert set(rep['codecs']) <= {'gsm-fr', 'amr-nb-12.2k'} and rep['snr_db'] is None and rep['config']['preset'] == 'plan+custom'
+    assert (set(rep['codecs']) <= {'gsm-fr', 'amr-nb-12.2k'} and rep['snr_db'] is None
+            and rep['config']['preset'] == 'plan+custom')
     assert 0.3 < rep['frame_loss']['mean'] < 0.7
     r = simulate(speech_manifest, tmp_path / 'o', check=False)
     assert r.returncode == 2 and 'other settings' in r.stderr

@@ -5,8 +5,9 @@ import pytest
 from conftest import cli, tree_bytes
 
 SIZES = ['--general_train', '24', '--general_dev', '8', '--tel_train', '30', '--tel_dev', '12', '--tel_test', '8']
-KIND_TO_REASON = {'annotation_error': 'annotation_error', 'annotation_error_inside': 'annotation_error', 'empty': 'empty',
-                  'missing': 'missing', 'unreadable': 'unreadable', 'wrong_rate': 'wrong_rate', 'broken_json': 'bad_line'}
+KIND_TO_REASON = {'annotation_error': 'annotation_error', 'annotation_error_inside': 'annotation_error',
+                  'empty': 'empty', 'missing': 'missing', 'unreadable': 'unreadable', 'wrong_rate': 'wrong_rate',
+                  'broken_json': 'bad_line'}
 
 def run(*args, check=True):
     r = subprocess.run([cli(args[0]), *map(str, args[1:])], capture_output=True, text=True)
@@ -32,7 +33,8 @@ def test_corpus_is_deterministic_and_described(corpus, tmp_path):
     a, b = tree_bytes(corpus), tree_bytes(again)
     assert a.keys() == b.keys()
     assert all(a[k] == b[k] for k in a if k.endswith('.wav'))
-    assert a['general/train_M.jsonl'].decode().replace(str(corpus), 'X') == b['general/train_M.jsonl'].decode().replace(str(again), 'X')
+    assert (a['general/train_M.jsonl'].decode().replace(str(corpus), 'X')
+            == b['general/train_M.jsonl'].decode().replace(str(again), 'X'))
 
 def test_step0(corpus, tmp_path):
     r = run('fa8k-check-data', '--general', corpus / 'general', '--telephone', corpus / 'telephone')
@@ -41,9 +43,11 @@ def test_step0(corpus, tmp_path):
     assert r.returncode == 1 and 'FAIL  telephone set readable' in r.stdout and str(tmp_path / 'nope') in r.stdout
 
 def test_stage0_names_every_planted_fault(corpus, tmp_path):
-    r = run('fa8k-prep', '--general', corpus / 'general', '--telephone', corpus / 'telephone', '--out', tmp_path / 'strict', '--quiet', check=False)
+    r = run('fa8k-prep', '--general', corpus / 'general', '--telephone', corpus / 'telephone',
+            '--out', tmp_path / 'strict', '--quiet', check=False)
     assert r.returncode == 2 and 'audio_neutral.jsonl:' in r.stderr and 'broken JSON' in r.stderr
-    run('fa8k-prep', '--general', corpus / 'general', '--telephone', corpus / 'telephone', '--out', tmp_path / 'exp', '--skip_bad', '--quiet', '--plain')
+    run('fa8k-prep', '--general', corpus / 'general', '--telephone', corpus / 'telephone',
+        '--out', tmp_path / 'exp', '--skip_bad', '--quiet', '--plain')
     info = json.loads((corpus / 'corpus.json').read_text())
     rep = json.loads((tmp_path / 'exp/data/real_8k_telephone/report.json').read_text())
     for split, manifest in (('train', 'audio_neutral'), ('dev', 'audio_quiet')):
@@ -52,14 +56,16 @@ def test_stage0_names_every_planted_fault(corpus, tmp_path):
         lines = (tmp_path / f'exp/data/real_8k_telephone/{split}_formatted.jsonl').read_text().splitlines()
         assert len(lines) == rep[split]['n_kept'] == rep[split]['n_lines'] - len(planted)
         assert '<ANNOTATION_ERROR>' not in ''.join(lines)
-        assert len((tmp_path / f'exp/data/real_8k_telephone/{split}.jsonl').read_text().splitlines()) == len(lines)   # --plain
+        # --plain
+        assert len((tmp_path / f'exp/data/real_8k_telephone/{split}.jsonl').read_text().splitlines()) == len(lines)
     sim = json.loads((tmp_path / 'exp/data/simulated_8k_telephone/report.json').read_text())
     assert sim['train']['n_kept'] == 24 and sim['dev']['n_kept'] == 8
     line = json.loads((tmp_path / 'exp/data/simulated_8k_telephone/train_formatted.jsonl').read_text().splitlines()[0])
     assert line['messages'][1]['content'].startswith('语音转写：<|startofspeech|>!/') and line['speech_length'] > 0
 
 def test_stage0_kill9_and_resume_gives_same_bytes(corpus, tmp_path):
-    args = ['--general', corpus / 'general', '--telephone', corpus / 'telephone', '--skip_bad', '--quiet', '--workers', '2']
+    args = ['--general', corpus / 'general', '--telephone', corpus / 'telephone', '--skip_bad', '--quiet',
+            '--workers', '2']
     run('fa8k-prep', *args, '--out', tmp_path / 'ref')
     out, rng, kills = tmp_path / 'killed', random.Random(1), 0
     for _ in range(4):
@@ -81,5 +87,6 @@ def test_kaldi_input(corpus, tmp_path):
         (kal / name).mkdir(parents=True)
         (kal / name / 'wav.scp').write_text(''.join(f"{l['key']} {l['source']}\n" for l in lines))
         (kal / name / 'text').write_text(''.join(f"{l['key']} {l['target']}\n" for l in lines))
-    run('fa8k-prep', '--general', kal, '--telephone', corpus / 'telephone', '--out', tmp_path / 'exp', '--skip_bad', '--quiet')
+    run('fa8k-prep', '--general', kal, '--telephone', corpus / 'telephone', '--out', tmp_path / 'exp', '--skip_bad',
+        '--quiet')
     assert len((tmp_path / 'exp/data/simulated_8k_telephone/train_formatted.jsonl').read_text().splitlines()) == 24

@@ -1,10 +1,12 @@
-"fa8k-run, the whole smoke experiment, as a user runs it: killed and rerun, planted faults, missing inputs, reproducibility."
-import json, os, random, shutil, signal, subprocess, time
+("fa8k-run, the whole smoke experiment, as a user runs it: killed and rerun, planted faults, missing inputs, "
+ "reproducibility.")
+import json, os, random, signal, subprocess, time
 from pathlib import Path
 import pytest
 from conftest import ROOT, cli, tree_bytes
 
-SLOW = os.environ.get('FA8K_SLOW') == '1'   # full smoke runs (8-20 min on 2 cores) only when asked: FA8K_SLOW=1 ./run test
+# full smoke runs (8-20 min on 2 cores) only when asked: FA8K_SLOW=1 ./run test
+SLOW = os.environ.get('FA8K_SLOW') == '1'
 slow = pytest.mark.skipif(not SLOW, reason='full smoke runs of fa8k-run: FA8K_SLOW=1')
 
 def fa8k_run(*args, cwd, check=True, timeout=1800):
@@ -16,7 +18,8 @@ def test_missing_input_names_the_file_and_the_command(tmp_path):
     r = fa8k_run(2, 2, '--run_id', 'missing', cwd=tmp_path, check=False)
     assert r.returncode == 1
     assert 'missing' in r.stderr and 'make it with' in r.stderr and 'exp_output' in r.stderr
-    assert (tmp_path / 'reports' / 'missing' / '20_stage2.ipynb').exists(), 'the failed notebook stays in the run folder'
+    assert (tmp_path / 'reports' / 'missing' / '20_stage2.ipynb').exists(), (
+        'the failed notebook stays in the run folder')
 
 def epochs_of(train_log: Path) -> list[int]:
     return [json.loads(l)['epoch'] for l in open(train_log) if '"event": "epoch"' in l]
@@ -55,7 +58,8 @@ def test_run_report(killed_and_rerun):
     text = (run / 'README.md').read_text()
     for part in ('## Results', '## Data (Stage 0)', '## Telephone channel', '## Training', '## Environment', 'funasr'):
         assert part in text, part
-    for nb in ('00_channel_sim', '01_data_prep', '02_model', '10_baseline', '10_stage1', '20_stage2', '30_stage3', '40_eval'):
+    for nb in ('00_channel_sim', '01_data_prep', '02_model', '10_baseline', '10_stage1', '20_stage2', '30_stage3',
+               '40_eval'):
         assert (run / f'{nb}.ipynb').exists(), nb
     assert not list((ROOT / 'nbs').glob('*_out*.ipynb'))
 

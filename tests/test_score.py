@@ -4,15 +4,17 @@ from collections import Counter
 from pathlib import Path
 import pytest
 from conftest import cli
-from fun_asr_8k.evaluate import align_counts, score, sclite_alignment
+from fun_asr_8k.score import align_counts, score, sclite_alignment
 
 RESULTS = [dict(key='u1', ref='我想办理流量套餐', hyp='我想办理留量套餐'),           # 流量 missed: S
-           dict(key='u2', ref='您好，請問您的寬帶幾號到期？', hyp='<|zh|>您好请问您的宽带几号到期'),  # only normalisation
+           # only normalisation
+           dict(key='u2', ref='您好，請問您的寬帶幾號到期？', hyp='<|zh|>您好请问您的宽带几号到期'),
            dict(key='u3', ref='每月三十G流量', hyp='每月30G'),                      # 流量 deleted: D
            dict(key='u4', ref='积分兑换话费', hyp='积分兑换话费套餐'),                 # a false keyword: I
            dict(key='u5', ref='<ANNOTATION_ERROR>', hyp='随便')]                   # not scored
 
-def write_inputs(d: Path, results=RESULTS, keywords='# business keywords\n流量\n套餐\n寬帶  # traditional is fine\n话费\n'):
+def write_inputs(d: Path, results=RESULTS,
+                 keywords='# business keywords\n流量\n套餐\n寬帶  # traditional is fine\n话费\n'):
     (d / 'results.jsonl').write_text(''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in results))
     (d / 'keywords.txt').write_text(keywords)
     return d / 'results.jsonl', d / 'keywords.txt'
@@ -27,8 +29,8 @@ def test_cli_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     assert 'CER' in r.stdout and 'KWER' in r.stdout
     m = json.loads(out.read_text())
-    assert {'cer', 'wer', 'kwer', 'u_cer', 'keyword_recall', 'keyword_precision', 'keyword_f1', 'counts', 'normalisation',
-            'n_utterances', 'per_keyword', 'cer_ci95', 'kwer_ci95'} <= set(m)
+    assert {'cer', 'wer', 'kwer', 'u_cer', 'keyword_recall', 'keyword_precision', 'keyword_f1', 'counts',
+            'normalisation', 'n_utterances', 'per_keyword', 'cer_ci95', 'kwer_ci95'} <= set(m)
     # by hand: 8 + 12 + 7 + 6 = 33 reference characters; 1 S (留), 2 D (流量), 2 I (套餐)
     assert m['counts']['char'] == dict(N=33, C=30, S=1, D=2, I=2)
     assert m['cer'] == pytest.approx(5 / 33)
@@ -84,7 +86,8 @@ def test_hand_made_case():
     #     [流量包] -> [流量] is a keyword S (not a false keyword); 吧 inserted (ordinary I); characters: 包 D, 吧 I.
     #     Occurrences: 流量包 missed, 流量 a false positive, 宽带 found.
     # u2: ref 我要 [宽带] (2 + 1, 4 characters); hyp 我 [宽带]: 要 deleted (ordinary D; character D).
-    m = score([dict(key='u1', ref='办理流量包和宽带', hyp='办理流量和宽带吧'), dict(key='u2', ref='我要宽带', hyp='我宽带')],
+    m = score([dict(key='u1', ref='办理流量包和宽带', hyp='办理流量和宽带吧'),
+               dict(key='u2', ref='我要宽带', hyp='我宽带')],
               ['流量包', '流量', '宽带'], n_boot=200)
     assert m['counts']['char'] == dict(N=12, C=10, S=0, D=2, I=1) and m['cer'] == pytest.approx(3 / 12)
     assert m['counts']['keyword'] == dict(N=3, S=1, D=0, I=0) and m['kwer'] == pytest.approx(1 / 3)
@@ -94,7 +97,8 @@ def test_hand_made_case():
 
 def random_pairs(n, alphabet, seed):
     rng = random.Random(seed)
-    return [([rng.choice(alphabet) for _ in range(rng.randint(0, 20))], [rng.choice(alphabet) for _ in range(rng.randint(0, 20))])
+    return [([rng.choice(alphabet) for _ in range(rng.randint(0, 20))],
+             [rng.choice(alphabet) for _ in range(rng.randint(0, 20))])
             for _ in range(n)]
 
 def dp_counts(r, h):
@@ -103,7 +107,8 @@ def dp_counts(r, h):
 
 def test_counts_agree_with_sclite_weights_dp():
     # small alphabets make many equal-weight alignments: the fast path must then fall back to the table exactly
-    pairs = random_pairs(1500, 'ab', 1) + random_pairs(1500, 'abcde', 2) + random_pairs(1500, '流量套餐办理宽带话费积分', 3)
+    pairs = (random_pairs(1500, 'ab', 1) + random_pairs(1500, 'abcde', 2)
+             + random_pairs(1500, '流量套餐办理宽带话费积分', 3))
     for r, h in pairs:
         assert align_counts(r, h) == dp_counts(r, h), (r, h)
     # the table itself: sub 4, ins/del 3, and a total above the minimum edit distance where sclite prefers D + I
@@ -116,9 +121,10 @@ def sclite_binary():
 def test_counts_agree_with_sclite_itself(tmp_path):
     pairs = random_pairs(1000, 'abc', 4) + random_pairs(1000, 'abcdefghijklmnopqrstuvwxyz', 5)
     for name, col in (('ref', 0), ('hyp', 1)):
-        (tmp_path / f'{name}.trn').write_text(''.join(' '.join(p[col]) + f' (spk_{i:05d})\n' for i, p in enumerate(pairs)))
-    pra = subprocess.run([sclite_binary(), '-r', tmp_path / 'ref.trn', 'trn', '-h', tmp_path / 'hyp.trn', 'trn', '-i', 'rm',
-                          '-o', 'pra', 'stdout'], capture_output=True, text=True, check=True).stdout
+        (tmp_path / f'{name}.trn').write_text(''.join(' '.join(p[col]) + f' (spk_{i:05d})\n'
+                                                      for i, p in enumerate(pairs)))
+    pra = subprocess.run([sclite_binary(), '-r', tmp_path / 'ref.trn', 'trn', '-h', tmp_path / 'hyp.trn', 'trn',
+                          '-i', 'rm', '-o', 'pra', 'stdout'], capture_output=True, text=True, check=True).stdout
     got = [tuple(map(int, m)) for m in re.findall(r'Scores: \(#C #S #D #I\) (\d+) (\d+) (\d+) (\d+)', pra)]
     assert len(got) == len(pairs)
     for (r, h), (c, s, d, i) in zip(pairs, got):

@@ -1,0 +1,80 @@
+("The house plan, checked: modules import one way (no cycle, nothing upward, no private names), stage notebooks "
+ "share code.")
+import ast, json
+from pathlib import Path
+from conftest import ROOT
+
+# Bottom to top: a module may import only the modules before it. README's layout table says the same.
+LAYERS = ['store', 'plan', 'score', 'manifest', 'channel', 'data', 'model', 'train', 'infer', 'evaluate', 'experiment']
+PKG = ROOT / 'fun_asr_8k'
+
+def project_imports(path: Path) -> list[tuple[str, list[str], int]]:
+    "(module imported, names taken from it, line) of every project import in a module, those inside functions too."
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1: mod = node.module or ''
+            elif (node.module or '').startswith('fun_asr_8k.'): mod = node.module.split('.', 1)[1]
+            elif node.module == 'fun_asr_8k': mod = ''
+            else: continue
+            if mod: out.append((mod.split('.')[0], [a.name for a in node.names], node.lineno))
+            else: out += [(a.name, [], node.lineno) for a in node.names]
+        elif isinstance(node, ast.Import):
+            out += [(a.name.split('.')[1], [], node.lineno) for a in node.names if a.name.startswith('fun_asr_8k.')]
+    return out
+
+def modules() -> list[str]:
+    return sorted(p.stem for p in PKG.glob('*.py') if not p.name.startswith('_'))
+
+def test_every_module_has_a_layer():
+    assert sorted(LAYERS) == modules(), f'modules without a layer (add them to LAYERS and the README): {modules()}'
+
+def test_imports_point_down_only():
+    upward = []
+    for m in modules():
+        for imported, names, line in project_imports(PKG / f'{m}.py'):
+            if LAYERS.index(imported) >= LAYERS.index(m):
+                upward.append(f'fun_asr_8k/{m}.py:{line} imports {imported} '
+                              f'(layer {LAYERS.index(imported)} >= {LAYERS.index(m)})')
+    assert not upward, '\n'.join(upward)
+
+def test_no_private_name_crosses_a_module():
+    private = [f'fun_asr_8k/{m}.py:{line} imports {n} from {imported}' for m in modules()
+               for imported, names, line in project_imports(PKG / f'{m}.py') for n in names if n.startswith('_')]
+    assert not private, '\n'.join(private)
+
+def test_the_scan_sees_imports_inside_functions(tmp_path):
+    (tmp_path / 'x.py').write_text('from .store import write_atomic\ndef f():\n    from fun_asr_8k.train import _tail\n'
+                                   '    import fun_asr_8k.model\n')
+    assert project_imports(tmp_path / 'x.py') == [('store', ['write_atomic'], 1), ('train', ['_tail'], 3),
+                                                  ('model', [], 4)]
+
+def code_cells(nb: str) -> list[str]:
+    cells = json.loads((ROOT / 'nbs' / f'{nb}.ipynb').read_text())['cells']
+    return [''.join(c['source']) for c in cells
+            if c['cell_type'] == 'code' and 'parameters' not in c.get('metadata', {}).get('tags', [])]
+
+def parameters(nb: str) -> dict:
+    cells = json.loads((ROOT / 'nbs' / f'{nb}.ipynb').read_text())['cells']
+    src = [''.join(c['source']) for c in cells if 'parameters' in c.get('metadata', {}).get('tags', [])]
+    assert len(src) == 1, f'{nb}: {len(src)} parameters cells, papermill needs exactly one'
+    names = {}
+    for node in ast.parse(src[0]).body:
+        if isinstance(node, ast.Assign): names[node.targets[0].id] = ast.literal_eval(node.value)
+    return names
+
+def test_stage_notebooks_differ_only_in_parameters_and_prose():
+    stages = ['10_stage1', '20_stage2', '30_stage3']
+    assert code_cells(stages[0]) == code_cells(stages[1]) == code_cells(stages[2])
+    p = {nb: parameters(nb) for nb in stages}
+    assert [p[nb]['stage'] for nb in stages] == ['stage1', 'stage2', 'stage3']
+    assert all({k: v for k, v in p[nb].items() if k != 'stage'}
+               == {k: v for k, v in p[stages[0]].items() if k != 'stage'}
+               for nb in stages)
+
+def test_lines_are_short():
+    "At most 120 characters a line in the package (ruff's E501 for tests/ and bench/); nbdev's `__all__` line aside."
+    long = [f'{p.relative_to(ROOT)}:{n}: {len(l)} characters'
+            for p in sorted(PKG.glob('*.py')) if p.name != '_modidx.py'
+            for n, l in enumerate(p.read_text().splitlines(), 1) if len(l) > 120 and not l.startswith('__all__ = [')]
+    assert not long, '\n'.join(long)
