@@ -10,8 +10,8 @@ __all__ = ['FRAME', 'AMR_NB_MODES', 'CODECS', 'LOSS_MODELS', 'CONCEALMENTS', 'OR
            'draw_settings', 'simulate', 'frequency_response', 'mask_violations', 'load_babble_pool',
            'simulate_manifest', 'channel_config', 'simulate_cli']
 
-# %% ../nbs/00_channel_sim.ipynb #482e2573
-import ctypes, ctypes.util, hashlib, heapq, io, json, math, shutil, subprocess, sys
+# %% ../nbs/00_channel_sim.ipynb #b7d30070
+import ctypes, ctypes.util, hashlib, heapq, io, json, math, shutil, subprocess
 from array import array
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
@@ -25,11 +25,11 @@ import soxr
 from fastcore.script import call_parse
 from scipy import signal
 
-from .manifest import (SR_NARROW, SR_WIDE, AudioError, ManifestError, ManifestTuples, FIELD_SPELLINGS,
-                                 output_wav_path, read_audio, read_manifest, wav_bytes)
-from .store import atomic_writer, importable, parse_shard, run_journaled, summary, write_atomic
+from .manifest import (SR_NARROW, SR_WIDE, AudioError, ManifestTuples, FIELD_SPELLINGS, output_wav_path,
+                                 read_audio, read_manifest, wav_bytes)
+from .store import atomic_writer, cli_errors, importable, parse_shard, run_journaled, summary, write_atomic
 
-# %% ../nbs/00_channel_sim.ipynb #3cee9746
+# %% ../nbs/00_channel_sim.ipynb #049f6b0e
 FRAME = 160       # one 20 ms codec frame at 8 kHz: the unit of packet loss
 
 def speak(text: str, voice: str = 'm3', pitch: int = 50, speed: int = 160, sr: int = SR_WIDE) -> np.ndarray:
@@ -41,7 +41,7 @@ def speak(text: str, voice: str = 'm3', pitch: int = 50, speed: int = 160, sr: i
     x, sr_in = sf.read(io.BytesIO(subprocess.run(cmd, check=True, capture_output=True).stdout), dtype='float32')
     return soxr.resample(x, sr_in, sr, quality='HQ').astype(np.float32)
 
-# %% ../nbs/00_channel_sim.ipynb #2447382a
+# %% ../nbs/00_channel_sim.ipynb #e037fcba
 def _mulaw_compress(x: np.ndarray) -> np.ndarray:
     "ITU-T G.191 STL `ulaw_compress` on int32 values of the 16-bit range: codes 0..255."
     absno = np.minimum(np.where(x < 0, (~x) >> 2, x >> 2) + 33, 0x1FFF)
@@ -57,7 +57,7 @@ def _mulaw_expand(code: np.ndarray) -> np.ndarray:
     step = 4 << (exp + 1)
     return sign * ((0x80 << exp) + step * (m & 0xF) + step // 2 - 4 * 33)
 
-# %% ../nbs/00_channel_sim.ipynb #999f2305
+# %% ../nbs/00_channel_sim.ipynb #0a3596b4
 def _alaw_compress(x: np.ndarray) -> np.ndarray:
     "ITU-T G.191 STL `alaw_compress` on int32 values of the 16-bit range: codes 0..255."
     ix = np.where(x < 0, (~x) >> 4, x >> 4)
@@ -74,7 +74,7 @@ def _alaw_expand(code: np.ndarray) -> np.ndarray:
     mant = np.where(exp > 1, mant << np.maximum(exp - 1, 0), mant)
     return np.where(code > 127, mant, -mant)
 
-# %% ../nbs/00_channel_sim.ipynb #4d253488
+# %% ../nbs/00_channel_sim.ipynb #2130b321
 _SWEEP, _CODES = np.arange(-32768, 32768, dtype=np.int32), np.arange(256, dtype=np.int32)
 _MULAW_ENC, _MULAW_DEC = _mulaw_compress(_SWEEP).astype(np.uint8), _mulaw_expand(_CODES).astype(np.int16)
 _ALAW_ENC, _ALAW_DEC = _alaw_compress(_SWEEP).astype(np.uint8), _alaw_expand(_CODES).astype(np.int16)
@@ -90,7 +90,7 @@ def _codes(c: np.ndarray) -> np.ndarray:
     if c.dtype != np.uint8: raise TypeError(f"G.711 decodes uint8 codes, got {c.dtype}")
     return c
 
-# %% ../nbs/00_channel_sim.ipynb #e0e2da7a
+# %% ../nbs/00_channel_sim.ipynb #ebf07ce1
 def mulaw_encode(x: np.ndarray) -> np.ndarray:
     "G.711 mu-law codes (uint8) of int16 samples, bit-exact with the ITU-T G.191 STL."
     return _MULAW_ENC[_sweep_index(x)]
@@ -99,7 +99,7 @@ def mulaw_decode(codes: np.ndarray) -> np.ndarray:
     "int16 samples of G.711 mu-law codes (uint8), bit-exact with the ITU-T G.191 STL."
     return _MULAW_DEC[_codes(codes)]
 
-# %% ../nbs/00_channel_sim.ipynb #5c779507
+# %% ../nbs/00_channel_sim.ipynb #64c8eca4
 def alaw_encode(x: np.ndarray) -> np.ndarray:
     "G.711 A-law codes (uint8) of int16 samples, bit-exact with the ITU-T G.191 STL."
     return _ALAW_ENC[_sweep_index(x)]
@@ -108,7 +108,7 @@ def alaw_decode(codes: np.ndarray) -> np.ndarray:
     "int16 samples of G.711 A-law codes (uint8), bit-exact with the ITU-T G.191 STL."
     return _ALAW_DEC[_codes(codes)]
 
-# %% ../nbs/00_channel_sim.ipynb #1206f7f1
+# %% ../nbs/00_channel_sim.ipynb #a18c351e
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     "Resample float audio with soxr HQ (linear phase, delay compensated)."
     return soxr.resample(np.asarray(x, np.float32), sr_in, sr_out, quality='HQ').astype(np.float32)
@@ -117,7 +117,7 @@ def fit_length(x: np.ndarray, n: int) -> np.ndarray:
     "`x` cut or zero-padded to exactly `n` samples."
     return x[:n] if len(x) >= n else np.concatenate([x, np.zeros(n - len(x), x.dtype)])
 
-# %% ../nbs/00_channel_sim.ipynb #54f0b928
+# %% ../nbs/00_channel_sim.ipynb #a67c7a5a
 @lru_cache(None)
 def bandpass_sos(low_hz: float = 300., high_hz: float = 3400., sr: int = SR_NARROW, order: int = 4) -> np.ndarray:
     "Second-order sections of the Butterworth telephone band-pass."
@@ -127,7 +127,7 @@ def bandpass(x: np.ndarray, low_hz: float = 300., high_hz: float = 3400., sr: in
     "Telephone band-pass of float audio at `sr`."
     return signal.sosfilt(bandpass_sos(low_hz, high_hz, sr), x).astype(np.float32)
 
-# %% ../nbs/00_channel_sim.ipynb #7be663f6
+# %% ../nbs/00_channel_sim.ipynb #29397978
 def to_int16(x: np.ndarray) -> np.ndarray:
     "Float audio in [-1, 1) to int16, rounded and clipped."
     return np.clip(np.round(np.asarray(x, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
@@ -136,7 +136,7 @@ def to_float(x: np.ndarray) -> np.ndarray:
     "int16 audio to float32 in [-1, 1)."
     return np.asarray(x, np.float32) / 32768.0
 
-# %% ../nbs/00_channel_sim.ipynb #7ccde8a3
+# %% ../nbs/00_channel_sim.ipynb #bf4be91f
 def _g711_codec(encode, decode):
     return lambda x: decode(encode(x))
 
@@ -149,7 +149,7 @@ def _soundfile_codec(subtype: str):
         return sf.read(buf, dtype='int16')[0]
     return roundtrip
 
-# %% ../nbs/00_channel_sim.ipynb #ed766ee8
+# %% ../nbs/00_channel_sim.ipynb #1ce4f606
 def _pyav_codec(codec: str, container: str, bit_rate: int | None = None, **options):
     "Round trip through ffmpeg's `codec` (PyAV) in an in-memory `container`, back at 8 kHz."
     def roundtrip(x: np.ndarray) -> np.ndarray:
@@ -170,7 +170,7 @@ def _pyav_codec(codec: str, container: str, bit_rate: int | None = None, **optio
         return to_int16(y)
     return roundtrip
 
-# %% ../nbs/00_channel_sim.ipynb #6f475180
+# %% ../nbs/00_channel_sim.ipynb #a51efcdc
 AMR_NB_MODES = (4750, 5150, 5900, 6700, 7400, 7950, 10200, 12200)
 CODECS = {'none': None,
           'g711-mulaw': _g711_codec(mulaw_encode, mulaw_decode),
@@ -180,7 +180,7 @@ CODECS = {'none': None,
           **{f'amr-nb-{b / 1000:g}k': _pyav_codec('libopencore_amrnb', 'amr', bit_rate=b) for b in AMR_NB_MODES},
           'opus-nb-12k': _pyav_codec('libopus', 'ogg', bit_rate=12000, application='voip', cutoff=4000)}
 
-# %% ../nbs/00_channel_sim.ipynb #af5f8e19
+# %% ../nbs/00_channel_sim.ipynb #8c8bdc01
 def _delay_probe() -> np.ndarray:
     "A fixed speech-band probe: band-passed noise with a syllable-rate envelope, int16 at 8 kHz."
     rng = np.random.default_rng(1234)
@@ -197,7 +197,7 @@ def codec_delay(name: str, max_lag: int = 800) -> int:
     c = [np.dot(y[lag:lag + len(x)], x) for lag in range(max_lag)]
     return int(np.argmax(c))
 
-# %% ../nbs/00_channel_sim.ipynb #587585be
+# %% ../nbs/00_channel_sim.ipynb #5f9eb953
 def codec_roundtrip(x: np.ndarray, name: str) -> np.ndarray:
     "Encode and decode int16 8 kHz audio with codec `name`; delay removed, same length out."
     if name not in CODECS: raise KeyError(f"unknown codec {name!r}; known: {', '.join(CODECS)}")
@@ -205,7 +205,7 @@ def codec_roundtrip(x: np.ndarray, name: str) -> np.ndarray:
     d = codec_delay(name)
     return fit_length(CODECS[name](np.concatenate([x, np.zeros(d + 2 * FRAME, np.int16)]))[d:], len(x))
 
-# %% ../nbs/00_channel_sim.ipynb #a164b61f
+# %% ../nbs/00_channel_sim.ipynb #dc3c31df
 LOSS_MODELS = ('bernoulli', 'gilbert')
 CONCEALMENTS = ('zeros', 'repeat', 'plc')
 
@@ -223,7 +223,7 @@ def lost_frames(n_frames: int, rate: float, rng: np.random.Generator, model: str
         runs.append((state, r)); total += r; state = not state
     return np.repeat([s for s, _ in runs], [r for _, r in runs])[:n_frames]
 
-# %% ../nbs/00_channel_sim.ipynb #8f55e752
+# %% ../nbs/00_channel_sim.ipynb #1d01334f
 @lru_cache(None)
 def _spandsp():
     "spandsp's G.711 Appendix I packet-loss concealment, through ctypes."
@@ -259,7 +259,7 @@ def conceal(x: np.ndarray, lost: np.ndarray, method: str = 'zeros', frame: int =
         run += 1
     return y
 
-# %% ../nbs/00_channel_sim.ipynb #370e8124
+# %% ../nbs/00_channel_sim.ipynb #aaa45734
 def rms(x: np.ndarray) -> float:
     "Root mean square of `x`."
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
@@ -277,7 +277,7 @@ def noise_gain(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> float:
     "Gain that puts `noise` at `snr_db` below `speech` (mean powers)."
     return rms(speech) / max(rms(noise), 1e-12) * 10 ** (-snr_db / 20)
 
-# %% ../nbs/00_channel_sim.ipynb #25fe2e67
+# %% ../nbs/00_channel_sim.ipynb #cf667e9a
 class BabblePool:
     "Other utterances of the corpus at 8 kHz, from which each utterance's babble talkers are drawn."
     def __init__(self, utterances: dict[str, np.ndarray], sources: dict[str, str] | None = None):
@@ -290,7 +290,7 @@ class BabblePool:
         if not ok: raise ValueError(f"{key}: no other utterance in the babble pool ({len(self)} utterances)")
         return [ok[i] for i in rng.choice(len(ok), size=min(n, len(ok)), replace=False)]
 
-# %% ../nbs/00_channel_sim.ipynb #a859d381
+# %% ../nbs/00_channel_sim.ipynb #c0464f29
 ORDERS = ('plan', 'realistic')
 REALISTIC_CODECS = {'g711-mulaw': 3, 'g711-alaw': 2, 'amr-nb-12.2k': 1, 'amr-nb-7.4k': 1, 'amr-nb-4.75k': 0.5,
                     'gsm-fr': 1, 'g726-32k': 0.5, 'opus-nb-12k': 1}
@@ -328,6 +328,8 @@ class ChannelConfig:
             if isinstance(v, list): object.__setattr__(self, k, tuple(v))
         lo, hi = _span(self.loss_rate) if self.loss_rate is not None else (0, 0)
         if not 0 <= lo <= hi < 1: raise ValueError(f"loss_rate must lie in [0, 1), got {self.loss_rate}")
+        if self.bandpass_hz is not None and not 0 < self.bandpass_hz[0] < self.bandpass_hz[1] < SR_NARROW / 2:
+            raise ValueError(f"bandpass_hz {self.bandpass_hz}: expected LO,HI with 0 < LO < HI < {SR_NARROW // 2} Hz")
         if self.babble_talkers < 1: raise ValueError(f"babble_talkers must be >= 1, got {self.babble_talkers}")
 
 def _span(v) -> tuple[float, float]:
@@ -337,7 +339,7 @@ PRESETS = {'plan': ChannelConfig(),
            'realistic': ChannelConfig(preset='realistic', order='realistic', codecs=REALISTIC_CODECS,
                                       loss_model='gilbert', concealment='plc')}
 
-# %% ../nbs/00_channel_sim.ipynb #54e73582
+# %% ../nbs/00_channel_sim.ipynb #683b509d
 def utterance_seed(seed: int, key: str) -> int:
     "64-bit seed of utterance `key` under global `seed`."
     return int.from_bytes(hashlib.sha256(f'{seed}\x00{key}'.encode()).digest()[:8], 'little')
@@ -353,7 +355,7 @@ def draw_settings(cfg: ChannelConfig, key: str, seed: int) -> dict:
     snr = None if cfg.snr_db is None else (lambda lo, hi: lo + (hi - lo) * u_snr)(*_span(cfg.snr_db))
     return dict(codec=codec, loss_rate=loss, snr_db=snr, loss_rng=loss_rng, babble_rng=babble_rng)
 
-# %% ../nbs/00_channel_sim.ipynb #ae7402c6
+# %% ../nbs/00_channel_sim.ipynb #482a966e
 def simulate(speech: np.ndarray, cfg: ChannelConfig = PRESETS['plan'], key: str = 'utt', seed: int = 0,
              babble_pool: BabblePool | None = None, source: str | None = None, trace: dict | None = None
             ) -> tuple[np.ndarray, dict]:
@@ -407,7 +409,7 @@ def simulate(speech: np.ndarray, cfg: ChannelConfig = PRESETS['plan'], key: str 
                utterance_seed=utterance_seed(seed, key))
     return np.clip(out, -1.0, 32767 / 32768).astype(np.float32), rec
 
-# %% ../nbs/00_channel_sim.ipynb #44e3f1b3
+# %% ../nbs/00_channel_sim.ipynb #b5848108
 TELEPHONE_MASK = [  # (from Hz, to Hz, lowest allowed dB, highest allowed dB), relative to the 1 kHz gain
     (0, 100, -np.inf, -30), (100, 200, -np.inf, -12), (300, 500, -3.5, 1), (500, 3000, -1, 1), (3000, 3400, -3.5, 1),
     (3600, 3800, -np.inf, -12), (3800, 4000, -np.inf, -30), (4000, 8000, -np.inf, -60)]
@@ -426,7 +428,7 @@ def mask_violations(f: np.ndarray, gain_db: np.ndarray) -> list[str]:
     return [f'{fi:.0f} Hz: {gi:.1f} dB not in [{lo}, {hi}]' for lo_f, hi_f, lo, hi in TELEPHONE_MASK
             for fi, gi in zip(f, gain_db) if lo_f <= fi <= hi_f and not lo <= gi <= hi]
 
-# %% ../nbs/00_channel_sim.ipynb #0dcbbbca
+# %% ../nbs/00_channel_sim.ipynb #d23b0c3a
 _STATE = {}
 def _init_worker(cfg: dict, seed: int, pool_audio: dict | None, pool_sources: dict | None):
     "Set up a worker: the channel, the seed, the babble pool."
@@ -434,19 +436,15 @@ def _init_worker(cfg: dict, seed: int, pool_audio: dict | None, pool_sources: di
     _STATE.update(cfg=ChannelConfig(**cfg), seed=seed, pool=pool)
 
 def _simulate_item(item: tuple) -> dict:
-    "Channel one (line, key, source, wav) item; a dict for the journal, never an exception."
+    "Channel one (line, key, source, wav) item: its journal record; a skip only for a fault of its audio."
     lineno, key, source, wav = item
-    try:
-        x = read_audio(source, SR_WIDE)
-        y, rec = simulate(x, _STATE['cfg'], key, _STATE['seed'], _STATE['pool'], source=source)
-        write_atomic(wav, wav_bytes(y, SR_WIDE))
-        return dict(line=lineno, key=key, status='ok', channel=rec)
+    try: x = read_audio(source, SR_WIDE)
     except AudioError as e: return dict(line=lineno, key=key, status='skipped', reason=e.reason, detail=str(e))
-    except Exception as e:
-        detail = f'{source}: {type(e).__name__}: {e}'
-        return dict(line=lineno, key=key, status='skipped', reason='channel_error', detail=detail)
+    y, rec = simulate(x, _STATE['cfg'], key, _STATE['seed'], _STATE['pool'], source=source)
+    write_atomic(wav, wav_bytes(y, SR_WIDE))
+    return dict(line=lineno, key=key, status='ok', channel=rec)
 
-# %% ../nbs/00_channel_sim.ipynb #eb87dfd1
+# %% ../nbs/00_channel_sim.ipynb #66a1f4f1
 def load_babble_pool(items: Iterable[tuple], seed: int, size: int) -> BabblePool:
     "Up to `size` readable utterances at 8 kHz, chosen by a seeded hash of their keys (the same on every shard)."
     rank = lambda it: hashlib.sha256(f'babble\x00{seed}\x00{it[1]}'.encode()).digest()
@@ -458,10 +456,14 @@ def load_babble_pool(items: Iterable[tuple], seed: int, size: int) -> BabblePool
             try: audio[key] = resample(read_audio(source, SR_WIDE), SR_WIDE, SR_NARROW)
             except AudioError: continue
             sources[key] = source
-        if len(audio) >= size or len(order) < n: return BabblePool(audio, sources)
+        if len(audio) >= size or len(order) < n: break
         tried, n = n, 2 * n
+    if len(audio) < 2:
+        raise ValueError(f'babble needs at least 2 readable utterances in the manifest, found {len(audio)} '
+                         '(give more, or switch babble off: --snr_db off)')
+    return BabblePool(audio, sources)
 
-# %% ../nbs/00_channel_sim.ipynb #de3eeff4
+# %% ../nbs/00_channel_sim.ipynb #1e8bd3c0
 def simulate_manifest(manifest, out_dir, cfg: ChannelConfig | str = 'plan', seed: int = 0, workers: int = 1,
                       shard: str = '0/1', pool_size: int = 200, skip_bad: bool = False,
                       progress: bool = True) -> dict | None:
@@ -471,17 +473,17 @@ def simulate_manifest(manifest, out_dir, cfg: ChannelConfig | str = 'plan', seed
     out_dir, bad = Path(out_dir).absolute(), []
     def item(it): return (it.lineno, it.key, str(it.source), str(output_wav_path(out_dir, it.key)))
     items = ManifestTuples(manifest, item, skip_bad, bad)
+    if cfg.snr_db is not None and pool_size < 2: raise ValueError(f'pool_size {pool_size}: babble needs at least 2')
     def init_args():
         pool = load_babble_pool(items, seed, pool_size) if cfg.snr_db is not None else None
         return (asdict(cfg), seed, None if pool is None else pool.audio, None if pool is None else pool.sources)
     settings = dict(manifest=str(Path(manifest).absolute()), config=asdict(cfg), seed=seed, pool_size=pool_size)
     mod = 'fun_asr_8k.channel'
-    done = run_journaled(items, out_dir, settings, importable(_simulate_item, mod), importable(_init_worker, mod),
-                         init_args, shard, workers, progress, 'channel')
-    if done is None: return None
-    with done: return _write_outputs(manifest, out_dir, cfg, seed, done, bad, skip_bad)
+    def finish(done): return _write_outputs(manifest, out_dir, cfg, seed, done, bad, skip_bad)
+    return run_journaled(items, out_dir, settings, importable(_simulate_item, mod), importable(_init_worker, mod),
+                         init_args, finish, shard, workers, progress, 'channel')
 
-# %% ../nbs/00_channel_sim.ipynb #dba520b0
+# %% ../nbs/00_channel_sim.ipynb #0d61dcc0
 def _write_outputs(manifest, out_dir: Path, cfg: ChannelConfig, seed: int, done, bad: list, skip_bad: bool) -> dict:
     "Stream `manifest.jsonl` (manifest order) from the journals and write `report.json`, atomically."
     n_items, n_ok, skipped, codecs, clipped, snr, loss = 0, 0, [], {}, 0, array('d'), array('d')
@@ -512,7 +514,7 @@ def _write_outputs(manifest, out_dir: Path, cfg: ChannelConfig, seed: int, done,
     for tmp in (out_dir / 'wav').rglob('*.tmp-*'): tmp.unlink()   # leftovers of killed workers
     return report
 
-# %% ../nbs/00_channel_sim.ipynb #ea590448
+# %% ../nbs/00_channel_sim.ipynb #6f219117
 def _range_arg(s: str | None, name: str):
     "'10,25' -> (10.0, 25.0); '15' -> 15.0; 'off' -> None."
     if s is None or s == 'off': return None
@@ -533,7 +535,7 @@ def channel_config(preset: str = 'plan', **overrides) -> ChannelConfig:
     if o: o['preset'] = f'{preset}+custom'
     return replace(PRESETS[preset], **o)
 
-# %% ../nbs/00_channel_sim.ipynb #2d37206e
+# %% ../nbs/00_channel_sim.ipynb #bc004f16
 @call_parse
 def simulate_cli(manifest: str,                # FunASR jsonl manifest (key, source: 16 kHz audio, target)
                  out_dir: str,                 # where wav/, manifest.jsonl and report.json go
@@ -552,12 +554,10 @@ def simulate_cli(manifest: str,                # FunASR jsonl manifest (key, sou
                  skip_bad: bool = False,       # count broken manifest lines in the report instead of stopping
                  quiet: bool = False):         # no progress bar
     "Simulate the telephone channel over a manifest: 16 kHz wavs, OUT_DIR/manifest.jsonl and OUT_DIR/report.json."
-    try:
+    with cli_errors('fa8k-simulate'):
         cfg = channel_config(preset, codecs=codecs, snr_db=snr_db, loss_rate=loss_rate, loss_model=loss_model,
                              concealment=concealment, bandpass_hz=bandpass_hz, babble_talkers=babble_talkers)
         report = simulate_manifest(manifest, out_dir, cfg, seed, workers, shard, pool_size, skip_bad, not quiet)
-    except (ManifestError, FileNotFoundError, ValueError) as e:
-        print(f'fa8k-simulate: error: {e}', file=sys.stderr); sys.exit(2)
     if report:
         print(f"wrote {report['n_written']} of {report['n_lines']} utterances to {out_dir}/manifest.jsonl; "
               f"skipped {report['n_skipped']} {report['skipped_by_reason']} (named in {out_dir}/report.json)")

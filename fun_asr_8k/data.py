@@ -8,7 +8,7 @@ __all__ = ['GENERAL_WORDS', 'GENERAL_TEMPLATES', 'SALES_WORDS', 'SALES_TEMPLATES
            'transcript_problem', 'fbank_frames', 'text_length_fn', 'kaldi_to_jsonl', 'find_manifest', 'prep_real',
            'prep_simulated', 'prep_clean', 'prep', 'validate_formatted', 'check_data', 'check_data_cli', 'prep_cli']
 
-# %% ../nbs/01_data_prep.ipynb #1741b823
+# %% ../nbs/01_data_prep.ipynb #e8c99070
 import json, re, string, subprocess, sys, tempfile
 from array import array
 from concurrent.futures import ThreadPoolExecutor
@@ -27,9 +27,11 @@ from .manifest import (SPEECH_RE, SR_NARROW, SR_WIDE, AudioError, ManifestError,
                                  chatml_line, output_wav_path, parse_manifest_line, read_audio, read_manifest,
                                  unique_items, wav_bytes)
 from .plan import DATA_SETS, OPTIONAL_SPLITS
-from .store import atomic_writer, importable, run_journaled, summary, write_atomic
+from .score import normalise
+from .store import (atomic_writer, cli_errors, exclusive_lock, finishing, importable, parse_shard, run_journaled,
+                              summary, write_atomic)
 
-# %% ../nbs/01_data_prep.ipynb #481be4d8
+# %% ../nbs/01_data_prep.ipynb #ce0505e2
 GENERAL_WORDS = {
     'who': ['我', '你', '他', '她', '我们', '老师', '妈妈', '爸爸', '朋友', '同学', '医生', '司机', '孩子们'],
     'when': ['今天', '明天', '昨天', '早上', '下午', '晚上', '周末', '上个月', '刚才', '现在', '去年'],
@@ -61,14 +63,14 @@ SPEAKERS = {  # split -> espeak-ng voices (variant, pitch, words per minute); no
     'dev': [('m4', 45, 170), ('f3', 70, 165)],
     'test': [('m7', 55, 160), ('f4', 80, 175)]}
 
-# %% ../nbs/01_data_prep.ipynb #c618fc75
+# %% ../nbs/01_data_prep.ipynb #e84e62f2
 def make_sentence(templates: list[str], words: dict, rng: np.random.Generator) -> str:
     "A sentence from one of `templates`, each slot filled from `words` (a repeated slot gets one value)."
     t = templates[rng.integers(len(templates))]
     slots = {f for _, f, _, _ in string.Formatter().parse(t) if f}
     return t.format(**{s: words[s][rng.integers(len(words[s]))] for s in sorted(slots)})
 
-# %% ../nbs/01_data_prep.ipynb #09e2bf37
+# %% ../nbs/01_data_prep.ipynb #53d99e73
 @dataclass
 class CorpusSpec:
     "Sizes of the smoke corpus (utterances per manifest) and its seed."
@@ -83,7 +85,7 @@ PLANTED = {'audio_neutral': ['annotation_error'] * 4 + ['annotation_error_inside
                              + ['empty', 'missing', 'unreadable', 'wrong_rate', 'broken_json'],
            'audio_quiet': ['annotation_error'] * 2 + ['empty', 'missing']}
 
-# %% ../nbs/01_data_prep.ipynb #cf108e19
+# %% ../nbs/01_data_prep.ipynb #7d94b1d6
 def plan_corpus(spec: CorpusSpec) -> list[dict]:
     "Every utterance of the corpus as data (manifest, key, text, voice, pitch, rate), drawn from `spec.seed`."
     rng, plan = np.random.default_rng(spec.seed), []
@@ -99,7 +101,7 @@ def plan_corpus(spec: CorpusSpec) -> list[dict]:
                              pitch=int(pitch + rng.integers(-5, 6)), wpm=int(wpm + rng.integers(-10, 11))))
     return plan
 
-# %% ../nbs/01_data_prep.ipynb #2e90b6bc
+# %% ../nbs/01_data_prep.ipynb #617b4593
 def _espeak_version() -> str:
     return subprocess.run(['espeak-ng', '--version'], capture_output=True, text=True).stdout.strip()
 
@@ -117,7 +119,7 @@ def _manifest_line(rec: dict) -> str:
     return json.dumps(dict(key=rec['key'], source=rec['source'], source_len=int(rec['seconds'] * 100),
                            target=rec['text'], target_len=len(rec['text'])), ensure_ascii=False)
 
-# %% ../nbs/01_data_prep.ipynb #fcae5b2c
+# %% ../nbs/01_data_prep.ipynb #2079fd3e
 def _plant_faults(lines: list[str], manifest: str, rng) -> list[dict]:
     "Replace lines of `manifest` by its planted faults, in place; what was planted where."
     kinds, faults = PLANTED.get(manifest, []), []
@@ -138,13 +140,28 @@ def _plant_faults(lines: list[str], manifest: str, rng) -> list[dict]:
         faults.append(dict(manifest=manifest, line=i + 1, key=d['key'], kind=kind))
     return faults
 
-# %% ../nbs/01_data_prep.ipynb #c2eb7474
+# %% ../nbs/01_data_prep.ipynb #25c9219c
+def _claim_corpus_dir(out_dir: Path, spec: CorpusSpec):
+    "Check the counts against the planted faults, and that `out_dir` holds no other corpus; then claim it for `spec`."
+    need = dict(general_train=2, general_dev=1, tel_train=len(PLANTED['audio_neutral']) + 1,
+                tel_dev=len(PLANTED['audio_quiet']) + 1, tel_test=1)
+    if short := [f'{k} {getattr(spec, k)} < {n}' for k, n in need.items() if getattr(spec, k) < n]:
+        raise ValueError(f'corpus sizes too small for the planted faults and the babble ({", ".join(short)})')
+    claim = out_dir / 'corpus.spec.json'
+    if claim.exists() and (old := json.loads(claim.read_text())) != asdict(spec):
+        diff = ', '.join(f'{k} {old.get(k)} -> {v}' for k, v in asdict(spec).items() if old.get(k) != v)
+        raise ValueError(f'{out_dir} holds a corpus made with other settings ({diff}): use another folder or delete it')
+    if not claim.exists() and out_dir.exists() and any(out_dir.iterdir()):
+        raise ValueError(f'{out_dir} is not empty and holds no corpus: give a new or empty folder')
+    write_atomic(claim, json.dumps(asdict(spec), indent=1) + '\n')
+
+# %% ../nbs/01_data_prep.ipynb #aa2a644a
 def make_corpus(out_dir, spec: CorpusSpec = CorpusSpec(), threads: int = 2, progress: bool = True) -> dict:
     "Synthesise the smoke corpus into `out_dir` (general/, telephone/, keywords.txt, corpus.json); resumable."
     out_dir = Path(out_dir).absolute()
     info_path = out_dir / 'corpus.json'
-    if info_path.exists() and json.loads(info_path.read_text())['spec'] == asdict(spec):
-        return json.loads(info_path.read_text())
+    _claim_corpus_dir(out_dir, spec)
+    if info_path.exists(): return json.loads(info_path.read_text())
     plan = plan_corpus(spec)
     def path_of(u): return out_dir / u['domain'] / 'wav' / u['manifest'] / f"{u['key']}.wav"
     general = [u for u in plan if u['domain'] == 'general']
@@ -173,7 +190,7 @@ def make_corpus(out_dir, spec: CorpusSpec = CorpusSpec(), threads: int = 2, prog
     write_atomic(info_path, json.dumps(info, ensure_ascii=False, indent=1) + '\n')
     return json.loads(info_path.read_text())
 
-# %% ../nbs/01_data_prep.ipynb #c390b005
+# %% ../nbs/01_data_prep.ipynb #687691aa
 @call_parse
 def make_corpus_cli(out_dir: str,            # where the corpus goes
                     general_train: int = 120, general_dev: int = 30,
@@ -181,11 +198,12 @@ def make_corpus_cli(out_dir: str,            # where the corpus goes
                     seed: int = 0,            # seed of sentences, speakers and planted faults
                     threads: int = 2):        # parallel espeak-ng processes
     "Synthesise the smoke corpus: general/ (16 kHz), telephone/ (8 kHz), keywords.txt, corpus.json."
-    info = make_corpus(out_dir, CorpusSpec(general_train, general_dev, tel_train, tel_dev, tel_test, seed), threads)
+    with cli_errors('fa8k-make-corpus'):
+        info = make_corpus(out_dir, CorpusSpec(general_train, general_dev, tel_train, tel_dev, tel_test, seed), threads)
     print(f"{out_dir}: {info['manifests']}, {info['hours'] * 60:.1f} min of speech, "
           f"{len(info['faults'])} planted faults (corpus.json)")
 
-# %% ../nbs/01_data_prep.ipynb #4bc1cecb
+# %% ../nbs/01_data_prep.ipynb #53e19528
 TAG_RE = re.compile(r'<[^<>]+>|\[[^\[\]]+\]')
 
 @dataclass(frozen=True)
@@ -196,13 +214,14 @@ class PrepLimits:
     max_text_length: int = 512    # longer transcripts (LLM tokens) are dropped (text_too_long)
 
 def transcript_problem(target) -> tuple[str, str] | None:
-    "(reason, detail) if a transcript must be dropped: empty, annotation_error or marked; else None."
+    "(reason, detail) if a transcript must be dropped: empty (nothing left to score), annotation_error, marked."
     if not isinstance(target, str) or not target.strip(): return 'empty', 'empty transcript'
     m = TAG_RE.search(target)
     if m: return ('annotation_error' if m[0] == '<ANNOTATION_ERROR>' else 'marked'), f'transcript holds {m[0]}'
+    if not normalise(target): return 'empty', f'transcript {target!r} has nothing but punctuation and spaces'
     return None
 
-# %% ../nbs/01_data_prep.ipynb #749ff146
+# %% ../nbs/01_data_prep.ipynb #f55c877c
 def fbank_frames(n_samples: int, sr: int = SR_WIDE) -> int:
     "Number of 25 ms / 10 ms fbank frames funasr computes for `n_samples` at `sr` (Kaldi snip_edges)."
     win, hop = sr * 25 // 1000, sr // 100
@@ -215,7 +234,7 @@ def text_length_fn(tokenizer: str | None = None):
     tok = AutoTokenizer.from_pretrained(str(tokenizer), local_files_only=True)
     return (lambda t: len(tok.encode(t, add_special_tokens=False))), f'llm_tokens ({tokenizer})'
 
-# %% ../nbs/01_data_prep.ipynb #ba411db5
+# %% ../nbs/01_data_prep.ipynb #ee710b22
 def _kaldi_table(path: Path) -> Iterator[tuple[int, str, str]]:
     "(line number, key, value) of a Kaldi table file."
     with open(path, encoding='utf-8') as f:
@@ -239,7 +258,7 @@ def kaldi_to_jsonl(kaldi_dir, out_path) -> Path:
             f.write(json.dumps(dict(key=key, source=str(src), target=text.get(key, '')), ensure_ascii=False) + '\n')
     return Path(out_path)
 
-# %% ../nbs/01_data_prep.ipynb #9e5edd16
+# %% ../nbs/01_data_prep.ipynb #e2a1c550
 def find_manifest(data_dir, name: str, work_dir) -> Path:
     "`data_dir/name.jsonl`, or the jsonl made from the Kaldi directory `data_dir/name/`; an error naming both."
     data_dir = Path(data_dir)
@@ -249,7 +268,7 @@ def find_manifest(data_dir, name: str, work_dir) -> Path:
     raise FileNotFoundError(f'no {data_dir / (name + ".jsonl")} and no Kaldi directory {data_dir / name}/wav.scp '
                             f'(the smoke corpus is made by `fa8k-make-corpus DIR`)')
 
-# %% ../nbs/01_data_prep.ipynb #20f2e529
+# %% ../nbs/01_data_prep.ipynb #d261ebed
 def _drop(lineno: int, key: str, reason: str, detail: str) -> dict:
     return dict(line=lineno, key=key, status='skipped', reason=reason, detail=detail)
 
@@ -261,7 +280,7 @@ def _length_problem(seconds: float, n_tokens: int, limits: PrepLimits, where: st
         return 'text_too_long', f'{where}: {n_tokens} > {limits.max_text_length} tokens'
     return None
 
-# %% ../nbs/01_data_prep.ipynb #18e8d51b
+# %% ../nbs/01_data_prep.ipynb #09228c47
 _PREP = {}
 def _init_prep(limits: dict, tokenizer: str | None, sr: int):
     _PREP.update(limits=PrepLimits(**limits), text_length=text_length_fn(tokenizer)[0], sr=sr)
@@ -280,7 +299,7 @@ def _prep_real_item(item: tuple) -> dict:
     return dict(line=lineno, key=key, status='ok', seconds=round(len(x) / _PREP['sr'], 3),
                 out=chatml_line(key, wav, target, fbank_frames(len(y)), n_tokens))
 
-# %% ../nbs/01_data_prep.ipynb #31ac7e7d
+# %% ../nbs/01_data_prep.ipynb #3ea55606
 def _finish_split(manifest, formatted: Path, results: Iterable[dict], dropped: list[dict], bad: list, unit: str,
                   plain: bool) -> dict:
     "Stream `results` (kept records with `out`, or dropped ones) into the formatted jsonl; the split's report."
@@ -307,7 +326,7 @@ def _finish_split(manifest, formatted: Path, results: Iterable[dict], dropped: l
                 dropped=dropped, hours_kept=round(sum(seconds) / 3600, 4), seconds=summary(seconds),
                 speech_length=summary(speech_length), text_length=summary(text_length), text_length_unit=unit)
 
-# %% ../nbs/01_data_prep.ipynb #42a56bff
+# %% ../nbs/01_data_prep.ipynb #8de15e4b
 def prep_real(manifest, split_dir, formatted, limits: PrepLimits = PrepLimits(), tokenizer: str | None = None,
               sr: int = SR_NARROW, workers: int = 1, shard: str = '0/1', skip_bad: bool = False, plain: bool = False,
               progress: bool = True) -> dict | None:
@@ -317,32 +336,28 @@ def prep_real(manifest, split_dir, formatted, limits: PrepLimits = PrepLimits(),
     items = ManifestTuples(manifest, item, skip_bad, bad)
     settings = dict(manifest=str(Path(manifest).absolute()), limits=asdict(limits), tokenizer=tokenizer, sr=sr)
     mod = 'fun_asr_8k.data'
-    done = run_journaled(items, split_dir, settings, importable(_prep_real_item, mod), importable(_init_prep, mod),
-                         (asdict(limits), tokenizer, sr), shard, workers, progress, 'resample')
-    if done is None: return None
-    with done:
+    def finish(done):
         results = (done[it.lineno] for it in read_manifest(manifest, skip_bad))
         unit = text_length_fn(tokenizer)[1] if tokenizer else 'characters'
         return _finish_split(manifest, Path(formatted), results, [], bad, unit, plain)
+    return run_journaled(items, split_dir, settings, importable(_prep_real_item, mod), importable(_init_prep, mod),
+                         (asdict(limits), tokenizer, sr), finish, shard, workers, progress, 'resample')
 
-# %% ../nbs/01_data_prep.ipynb #4dad38b2
+# %% ../nbs/01_data_prep.ipynb #3663e607
 def _format_wavs(rows: Iterable[tuple], limits: PrepLimits, count) -> Iterator[dict]:
     "Kept records (key, seconds, out) or dropped ones of (line, key, 16 kHz wav, transcript, where) rows."
     for lineno, key, wav, target, where in rows:
-        p = transcript_problem(target)
+        p, n = transcript_problem(target), 0
         if not p:
-            try:
-                info = sf.info(wav)
-                if info.samplerate != SR_WIDE:
-                    p = ('wrong_rate', f'{where}: {info.samplerate} Hz, expected {SR_WIDE} Hz')
-            except Exception as e: p = ('missing' if not Path(wav).exists() else 'unreadable', f'{where}: {e}')
+            try: n = len(read_audio(wav, SR_WIDE))
+            except AudioError as e: p = (e.reason, f'{where}: {e.detail}' if str(wav) != str(where) else str(e))
         n_tokens = 0 if p else count(target)
-        p = p or _length_problem(info.frames / SR_WIDE, n_tokens, limits, where)
+        p = p or _length_problem(n / SR_WIDE, n_tokens, limits, where)
         if p: yield dict(line=lineno, key=key, reason=p[0], detail=p[1]); continue
-        out = chatml_line(key, str(wav), target, fbank_frames(info.frames), n_tokens)
-        yield dict(key=key, seconds=round(info.frames / SR_WIDE, 3), out=out)
+        out = chatml_line(key, str(wav), target, fbank_frames(n), n_tokens)
+        yield dict(key=key, seconds=round(n / SR_WIDE, 3), out=out)
 
-# %% ../nbs/01_data_prep.ipynb #e3b353f1
+# %% ../nbs/01_data_prep.ipynb #824c07ec
 def prep_simulated(manifest, split_dir, formatted, channel: str = 'plan', seed: int = 0,
                    limits: PrepLimits = PrepLimits(), tokenizer: str | None = None, workers: int = 1,
                    shard: str = '0/1', skip_bad: bool = False, plain: bool = False,
@@ -369,7 +384,7 @@ def prep_simulated(manifest, split_dir, formatted, channel: str = 'plan', seed: 
     count, unit = text_length_fn(tokenizer)
     return _finish_split(manifest, Path(formatted), _format_wavs(rows, limits, count), dropped, bad, unit, plain)
 
-# %% ../nbs/01_data_prep.ipynb #1e269d25
+# %% ../nbs/01_data_prep.ipynb #c891dbcc
 def prep_clean(manifest, formatted, limits: PrepLimits = PrepLimits(), tokenizer: str | None = None,
                skip_bad: bool = False, plain: bool = False) -> dict:
     "The general set as it is (16 kHz, no channel) in the training format: the smoke baseline's data, and retention."
@@ -378,31 +393,54 @@ def prep_clean(manifest, formatted, limits: PrepLimits = PrepLimits(), tokenizer
     count, unit = text_length_fn(tokenizer)
     return _finish_split(manifest, Path(formatted), _format_wavs(rows, limits, count), [], bad, unit, plain)
 
-# %% ../nbs/01_data_prep.ipynb #dbd9b62a
+# %% ../nbs/01_data_prep.ipynb #5979c3be
+def _stage0_plan(general_dir, telephone_dir, data: Path) -> list[tuple]:
+    "(data set, split, input manifest, formatted output) of every split Stage 0 makes; every input checked first."
+    folders, out = dict(general=general_dir, telephone=telephone_dir), []
+    for name, ds in DATA_SETS.items():
+        src = Path(folders[ds['source']])
+        for split, manifest_name in ds['splits'].items():
+            given = (src / f'{manifest_name}.jsonl').exists() or (src / manifest_name).is_dir()
+            if split in OPTIONAL_SPLITS and not given: continue
+            formatted = data / name / f'{split}_formatted.jsonl'
+            out.append((name, split, find_manifest(src, manifest_name, data / name), formatted))
+    return out
+
+# %% ../nbs/01_data_prep.ipynb #2e72e085
+def _set_report(d: Path, splits: list[str], done: dict) -> dict | None:
+    "Keep the reports in `done` ({split: report}) and write d/report.json once every split has one; the set's report."
+    for split, rep in done.items():
+        if rep: write_atomic(d / '.reports' / f'{split}.json', json.dumps(rep, ensure_ascii=False, indent=1))
+    with finishing(d / '.reports'):
+        kept = {s: d / '.reports' / f'{s}.json' for s in splits}
+        if not all(p.exists() for p in kept.values()): return None
+        rep = {s: json.loads(p.read_text()) for s, p in kept.items()}
+        write_atomic(d / 'report.json', json.dumps(rep, ensure_ascii=False, indent=1) + '\n')
+        return rep
+
+# %% ../nbs/01_data_prep.ipynb #b7c1d301
 def prep(general_dir, telephone_dir, out, channel: str = 'plan', seed: int = 0, limits: PrepLimits = PrepLimits(),
          tokenizer: str | None = None, workers: int = 1, shard: str = '0/1', skip_bad: bool = False,
          plain: bool = False, progress: bool = True) -> dict:
     "Stage 0: `out/data/{simulated_8k_telephone,real_8k_telephone,clean_16k}/` ({split}_formatted.jsonl, report.json)."
-    data, folders = Path(out).absolute() / 'data', dict(general=general_dir, telephone=telephone_dir)
-    reports = {}
+    data, (i, n) = Path(out).absolute() / 'data', parse_shard(shard)
+    if channel not in PRESETS: raise ValueError(f"channel preset {channel!r}: expected one of {tuple(PRESETS)}")
+    todo = _stage0_plan(general_dir, telephone_dir, data)
     kw = dict(limits=limits, tokenizer=tokenizer, skip_bad=skip_bad, plain=plain)
     run = dict(workers=workers, shard=shard, progress=progress)
-    for name, ds in DATA_SETS.items():
-        d, src, rep = data / name, Path(folders[ds['source']]), {}
-        d.mkdir(parents=True, exist_ok=True)
-        for split, manifest_name in ds['splits'].items():
-            given = (src / f'{manifest_name}.jsonl').exists() or (src / manifest_name).is_dir()
-            if split in OPTIONAL_SPLITS and not given: continue
-            manifest, formatted = find_manifest(src, manifest_name, d), d / f'{split}_formatted.jsonl'
+    reports = {name: {} for name in DATA_SETS}
+    with exclusive_lock(data / '.journal' / f'stage0-{i}-of-{n}.lock', f'Stage 0 shard {i}/{n} of {data}'):
+        for name, split, manifest, formatted in todo:
+            d = data / name
             if name == 'simulated_8k_telephone':
-                rep[split] = prep_simulated(manifest, d / split, formatted, channel, seed, **kw, **run)
-            elif name == 'real_8k_telephone': rep[split] = prep_real(manifest, d / split, formatted, **kw, **run)
-            else: rep[split] = prep_clean(manifest, formatted, **kw)
-        if all(rep.values()): write_atomic(d / 'report.json', json.dumps(rep, ensure_ascii=False, indent=1) + '\n')
-        reports[name] = rep
+                reports[name][split] = prep_simulated(manifest, d / split, formatted, channel, seed, **kw, **run)
+            elif name == 'real_8k_telephone':
+                reports[name][split] = prep_real(manifest, d / split, formatted, **kw, **run)
+            else: reports[name][split] = prep_clean(manifest, formatted, **kw)
+        for name, rep in reports.items(): _set_report(data / name, list(rep), rep)
     return reports
 
-# %% ../nbs/01_data_prep.ipynb #c77d7aa5
+# %% ../nbs/01_data_prep.ipynb #940afb4f
 def validate_formatted(path, funasr_check: bool = True, max_lines: int | None = None) -> list[str]:
     "Problems of a formatted (ChatML) jsonl file, each naming its line; empty when it is valid."
     problems, n = [], 0
@@ -432,39 +470,39 @@ def validate_formatted(path, funasr_check: bool = True, max_lines: int | None = 
         if kept != n: problems.append(f'{path}: funasr\'s FunASR loader keeps {kept} of {n} lines')
     return problems
 
-# %% ../nbs/01_data_prep.ipynb #4af6535d
+# %% ../nbs/01_data_prep.ipynb #24d6a866
 def _sample_manifest(src: Path, dst: Path, n: int) -> Path:
-    "The first `n` lines of a manifest, sources made absolute (lines that do not parse kept as they are)."
+    "The first `n` lines of a manifest, sources made absolute; a line that does not parse is kept byte for byte."
     out = []
     with open(src, 'rb') as f:
         for lineno, text in enumerate(f, 1):
             if lineno > n: break
             try: d = dict(json.loads(text), source=str(parse_manifest_line(text, src, lineno).source))
-            except (ManifestError, ValueError, TypeError):
-                out.append(text.decode('utf-8', 'replace').rstrip('\n') + '\n'); continue
-            out.append(json.dumps(d, ensure_ascii=False) + '\n')
-    write_atomic(dst, ''.join(out))
+            except (ManifestError, ValueError, TypeError): out.append(text.rstrip(b'\n') + b'\n'); continue
+            out.append((json.dumps(d, ensure_ascii=False) + '\n').encode())
+    write_atomic(dst, b''.join(out))
     return dst
 
-def check_data(general_dir, telephone_dir, n: int = 10, work_dir=None) -> list[tuple[str, bool, str]]:
-    "The plan's Step 0 on `n` samples of each data set: (check, passed, detail) for each check."
-    work = Path(work_dir or tempfile.mkdtemp(prefix='step0_'))
-    checks = []
+def _readable(manifest: Path, sample: Path, n: int, sr: int) -> tuple[bool, str]:
+    "Step 0's read check: the sample read exactly as Stage 0 reads it (strict UTF-8, the one audio check)."
+    bad, ok, faults = [], 0, {}
+    for it in read_manifest(_sample_manifest(manifest, sample, n), skip_bad=True, bad=bad):
+        try: read_audio(it.source, sr); ok += 1
+        except AudioError as e: faults[e.reason] = faults.get(e.reason, 0) + 1
+    if bad: faults['bad_line'] = len(bad)
+    detail = f'{ok}/{n} read at {sr} Hz' + (f'; Stage 0 will drop {faults}' if faults else '')
+    return ok > 0, detail + (f'; first bad line: {bad[0][1]}' if bad else '')
+
+# %% ../nbs/01_data_prep.ipynb #d178a76b
+def _step0(general_dir, telephone_dir, n: int, work: Path) -> list[tuple[str, bool, str]]:
+    checks, res = [], {}
     def check(name, fn):
         try: ok, detail = fn()
         except Exception as e: ok, detail = False, f'{type(e).__name__}: {e}'
         checks.append((name, ok, detail)); return ok
-    def readable(src, manifest_name, sr):
-        m = _sample_manifest(find_manifest(src, manifest_name, work), work / f'{manifest_name}.sample.jsonl', n)
-        bad, ok, faults = [], 0, {}
-        for it in read_manifest(m, skip_bad=True, bad=bad):
-            try: read_audio(it.source, sr); ok += 1
-            except AudioError as e: faults[e.reason] = faults.get(e.reason, 0) + 1
-        if bad: faults['bad_line'] = len(bad)
-        return ok > 0, f'{ok}/{n} read at {sr} Hz' + (f'; Stage 0 will drop {faults}' if faults else '')
+    def readable(src, name, sr): return _readable(find_manifest(src, name, work), work / f'{name}.sample.jsonl', n, sr)
     check('general set readable', lambda: readable(general_dir, 'train_M', SR_WIDE))
     check('telephone set readable', lambda: readable(telephone_dir, 'audio_neutral', SR_NARROW))
-    res = {}
     def simulation():
         res['sim'] = prep_simulated(work / 'train_M.sample.jsonl', work / 'sim', work / 'sim_formatted.jsonl',
                                     skip_bad=True, progress=False)
@@ -486,7 +524,12 @@ def check_data(general_dir, telephone_dir, n: int = 10, work_dir=None) -> list[t
     check('output validates', validates)
     return checks
 
-# %% ../nbs/01_data_prep.ipynb #3dd15aa1
+def check_data(general_dir, telephone_dir, n: int = 10, work_dir=None) -> list[tuple[str, bool, str]]:
+    "The plan's Step 0 on `n` samples of each data set: (check, passed, detail) for each check; no temporary file left."
+    if work_dir: return _step0(general_dir, telephone_dir, n, Path(work_dir))
+    with tempfile.TemporaryDirectory(prefix='step0_') as work: return _step0(general_dir, telephone_dir, n, Path(work))
+
+# %% ../nbs/01_data_prep.ipynb #607acf8a
 def _require(**options):
     "Exit 2 naming the options a command line left out."
     if missing := [k for k, v in options.items() if v is None]:
@@ -498,7 +541,7 @@ def check_data_cli(general: str = None,    # folder with train_M.jsonl (or Kaldi
                    n: int = 10):           # samples per data set
     "The plan's Step 0: n samples of each data set read, simulated, converted and validated; exit 1 on a failed check."
     _require(general=general, telephone=telephone)
-    checks = check_data(general, telephone, n)
+    with cli_errors('fa8k-check-data'): checks = check_data(general, telephone, n)
     for name, ok, detail in checks: print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
     failed = [name for name, ok, _ in checks if not ok]
     if failed: print(f'Step 0 failed: {", ".join(failed)}', file=sys.stderr); sys.exit(1)
@@ -519,12 +562,10 @@ def prep_cli(general: str = None,            # WenetSpeech-like folder: train_M.
              quiet: bool = False):           # no progress bars
     "The plan's Stage 0: simulate and format the general set, resample and format the telephone set, with reports."
     _require(general=general, telephone=telephone)
-    try:
+    with cli_errors('fa8k-prep'):
         limits = PrepLimits(min_seconds, max_seconds, max_text_length)
         reports = prep(general, telephone, out, preset, seed, limits, tokenizer, workers, shard, skip_bad, plain,
                        not quiet)
-    except (ManifestError, FileNotFoundError, ValueError) as e:
-        print(f'fa8k-prep: error: {e}', file=sys.stderr); sys.exit(2)
     for name, rep in reports.items():
         for split, r in rep.items():
             if not r: continue

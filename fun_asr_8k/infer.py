@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['RESULT_FIELDS', 'load_16k', 'infer', 'infer_line', 'infer_cli']
 
-# %% ../nbs/38_infer.ipynb #f74f20af
+# %% ../nbs/38_infer.ipynb #8a060dd8
 import datetime, json, shutil, sys, time
 from collections import Counter
 from pathlib import Path
@@ -20,16 +20,16 @@ from .channel import resample
 from .manifest import SR_WIDE, prompt_of, read_audio, read_test_set
 from .model import MAX_CHARS_PER_S, decodable, decode, load_checkpoint
 from .score import read_keywords
-from .store import Journal, write_atomic
+from .store import Journal, cli_errors, write_atomic
 
-# %% ../nbs/38_infer.ipynb #d68b35b8
+# %% ../nbs/38_infer.ipynb #31cf0087
 def load_16k(path) -> tuple[np.ndarray, int]:
     "Mono float32 samples at 16 kHz and the file's own rate; another rate is resampled (soxr), never relabelled."
     x = read_audio(path, sr=None)
     sr = sf.info(str(path)).samplerate
     return (x if sr == SR_WIDE else resample(x, sr, SR_WIDE)), sr
 
-# %% ../nbs/38_infer.ipynb #933852bf
+# %% ../nbs/38_infer.ipynb #121bdd42
 def _free_device_memory():
     import torch
     if torch.cuda.is_available(): torch.cuda.empty_cache()
@@ -47,7 +47,7 @@ def _decode_batch_or_singly(am, todo: list, audio: dict, opts: dict) -> Iterator
     _free_device_memory()
     for x in todo: yield from _decode_batch_or_singly(am, [x], audio, opts)
 
-# %% ../nbs/38_infer.ipynb #959a185e
+# %% ../nbs/38_infer.ipynb #06ea6c6c
 RESULT_FIELDS = ('key', 'ref', 'hyp', 'duration', 'decode_s', 'sample_rate')   # one results.jsonl line
 
 def _fingerprint(model_path) -> dict:
@@ -62,7 +62,7 @@ def _settings(model_path, test_data, hotword_list: list, itn: bool, max_length: 
                 test_data=str(Path(test_data).absolute()), hotwords=hotword_list, itn=bool(itn), max_length=max_length,
                 prompt=prompt_of(hotword_list, itn), max_tokens_per_s=MAX_CHARS_PER_S)
 
-# %% ../nbs/38_infer.ipynb #65920f07
+# %% ../nbs/38_infer.ipynb #44990fbf
 def _headers(items, skip, fail) -> list[tuple]:
     "(item, seconds, rate) of the items not in `skip`, longest first; a missing or unreadable file goes to `fail`."
     todo = []
@@ -74,7 +74,7 @@ def _headers(items, skip, fail) -> list[tuple]:
         todo.append((it, info.frames / info.samplerate, info.samplerate))
     return sorted(todo, key=lambda x: -x[1])
 
-# %% ../nbs/38_infer.ipynb #b88e60fd
+# %% ../nbs/38_infer.ipynb #5852af74
 def infer(model_path, test_data, output_dir, hotwords=None, batch: int = 8, device: str = 'cpu', max_length: int = 512,
           itn: bool = True, force: bool = False, loader=None, progress: bool = True) -> dict:
     "Decode a test set with a checkpoint or model directory into `output_dir` (results.jsonl, summary.json)."
@@ -91,7 +91,8 @@ def infer(model_path, test_data, output_dir, hotwords=None, batch: int = 8, devi
     done = journal.done
     finished = {it.lineno for it in items if it.lineno in done and done[it.lineno]['key'] == it.key}
     resumed, failed = len(finished), []
-    def fail(it, error): failed.append(dict(key=it.key, line=it.lineno, audio=str(it.source), error=error))
+    def fail(it, error):
+        failed.append(dict(key=it.key, line=it.lineno, audio=str(it.source), ref=it.target, error=error))
     todo = _headers(items, finished, fail)
     if todo and loader is None: loader = lambda: load_checkpoint(model_path, device)
     am = decodable(loader()) if todo else None
@@ -110,7 +111,7 @@ def infer(model_path, test_data, output_dir, hotwords=None, batch: int = 8, devi
             journal.append(records); bar.update(len(todo[i:i + batch]))
     with done: return _write_results(out, items, done, finished, failed, resumed, settings, hotwords, device, batch, t0)
 
-# %% ../nbs/38_infer.ipynb #ed99f3e2
+# %% ../nbs/38_infer.ipynb #bb3cf200
 def _write_results(out: Path, items, done, finished: set, failed: list, resumed: int, settings: dict, hotwords,
                    device, batch, t0) -> dict:
     "Write results.jsonl (test-set order) and summary.json, atomically; the summary."
@@ -132,7 +133,7 @@ def _write_results(out: Path, items, done, finished: set, failed: list, resumed:
     write_atomic(out / 'summary.json', json.dumps(summary, ensure_ascii=False, indent=1) + '\n')
     return summary
 
-# %% ../nbs/38_infer.ipynb #0456f84c
+# %% ../nbs/38_infer.ipynb #f45d6372
 def infer_line(s: dict) -> str:
     "An inference summary in one line."
     keys = ', '.join(x['key'] for x in s['failed'][:3]) + (', ...' if s['n_failed'] > 3 else '')
@@ -140,7 +141,7 @@ def infer_line(s: dict) -> str:
     return (f"{s['n_decoded']} of {s['n_utterances']} utterances decoded ({s['n_resumed']} from an earlier run){f}; "
             f"{s['audio_s']:.1f} s of audio in {s['decode_s']:.1f} s, RTF {s['rtf']}; -> {s['results']}")
 
-# %% ../nbs/38_infer.ipynb #34ce74dc
+# %% ../nbs/38_infer.ipynb #49854d69
 @call_parse
 def infer_cli(model_path: str = None,    # checkpoint (a pointer file's content: .../model.pt.avg) or model directory
               test_data: str = None,     # FunASR jsonl manifest (key, source, target) or formatted jsonl (messages)
@@ -153,12 +154,10 @@ def infer_cli(model_path: str = None,    # checkpoint (a pointer file's content:
               force: bool_arg = False,   # start again: forget a journal of earlier runs in output_dir
               quiet: bool_arg = False):  # no progress bar
     "Decode a test set with a Fun-ASR-Nano checkpoint (the plan's inference_8k.py): results.jsonl, summary.json."
-    try:
+    with cli_errors('fa8k-infer'):
         for name, v in (('--model_path', model_path), ('--test_data', test_data), ('--output_dir', output_dir)):
             if not v: raise ValueError(f'{name} is required')
         s = infer(model_path, test_data, output_dir, hotwords, batch, device, max_length, itn, force,
                   progress=not quiet)
-    except (ValueError, OSError) as e:
-        print(f'fa8k-infer: error: {e}', file=sys.stderr); sys.exit(2)
     print(infer_line(s))
     if s['n_utterances'] and not s['n_decoded']: sys.exit(1)

@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['ANNOTATION_ERROR', 'NORMALISATION', 'ALIGNMENT', 'cardinal', 'say_numbers', 'normalise', 'units', 'words',
            'sclite_alignment', 'align_counts', 'KeywordSet', 'keyword_errors', 'keyword_hits', 'ratio', 'prf',
-           'bootstrap_ci', 'score_utterance', 'n_errors', 'score', 'ScoreInputError', 'read_results', 'read_keywords',
-           'score_files', 'pct', 'summary_line', 'score_cli']
+           'bootstrap_ci', 'score_utterance', 'n_errors', 'score', 'with_failed', 'ScoreInputError', 'read_results',
+           'read_keywords', 'failed_beside', 'score_files', 'pct', 'summary_line', 'score_cli']
 
-# %% ../nbs/39_score.ipynb #cd6ef8cc
+# %% ../nbs/39_score.ipynb #570cddab
 import json, logging, re, sys, unicodedata
 from collections import Counter
 from pathlib import Path
@@ -21,9 +21,9 @@ import rapidfuzz
 from fastcore.script import call_parse
 from rapidfuzz.distance import Levenshtein
 
-from .store import write_atomic
+from .store import cli_errors, write_atomic
 
-# %% ../nbs/39_score.ipynb #f2e558e0
+# %% ../nbs/39_score.ipynb #6b9fe3a1
 _DIGITS = '零一二三四五六七八九'
 _NUMBER = re.compile(r'([0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+)(?:\.([0-9]+))?(%?)')
 
@@ -44,7 +44,7 @@ def cardinal(n: int) -> str:
     s = (_below_10k(hi) + '万' + ('零' if 0 < lo < 1000 else '') if hi else '') + (_below_10k(lo) if lo else '')
     return s[1:] if s.startswith('一十') else s
 
-# %% ../nbs/39_score.ipynb #dbae2128
+# %% ../nbs/39_score.ipynb #ea6c94fc
 def _say_number(m: re.Match) -> str:
     whole, frac, pct = m[1].replace(',', ''), m[2], m[3]
     year = len(whole) == 4 and not frac and m.string.startswith('年', m.end())
@@ -59,7 +59,7 @@ def say_numbers(text: str) -> str:
     "Arabic numbers in `text` written in Chinese numerals (cardinal; digit by digit for codes, long numbers, years)."
     return _NUMBER.sub(_say_number, text) if _ANY_DIGIT.search(text) else text
 
-# %% ../nbs/39_score.ipynb #ca18bf13
+# %% ../nbs/39_score.ipynb #eb516463
 ANNOTATION_ERROR = '<ANNOTATION_ERROR>'   # the data's marker of a transcript known to be wrong
 _TAG = re.compile(r'<\|[^<>|]*\|>|<[A-Za-z_]+>')
 _T2S = opencc.OpenCC('t2s')
@@ -78,7 +78,7 @@ def units(text: str) -> list[str]:
     "CER units of normalised text: each character, but a run of Latin letters is one unit (an English word)."
     return _UNIT.findall(text)
 
-# %% ../nbs/39_score.ipynb #8d60d4fb
+# %% ../nbs/39_score.ipynb #90bf7541
 logging.getLogger('jieba').setLevel(logging.WARNING)
 _JIEBA = jieba.Tokenizer()   # our own instance: nobody's add_word can change our WER
 
@@ -101,7 +101,7 @@ NORMALISATION = {
     'word_units': f'jieba {jieba.__version__} precise mode, default dictionary, HMM off; Latin runs are words',
 }
 
-# %% ../nbs/39_score.ipynb #a9eeeba2
+# %% ../nbs/39_score.ipynb #083d4ee1
 def sclite_alignment(ref: Sequence, hyp: Sequence) -> list[tuple]:
     "(op, ref token, hyp token) of sclite's alignment: sub 4, ins/del 3; ties go diagonal, then deletion, insertion."
     m = len(hyp)
@@ -129,7 +129,7 @@ def _op_counts(ops: list[tuple], n: int) -> dict:
     c = Counter(o for o, _, _ in ops)
     return dict(N=n, C=c['C'], S=c['S'], D=c['D'], I=c['I'])
 
-# %% ../nbs/39_score.ipynb #b2316da8
+# %% ../nbs/39_score.ipynb #5167adb9
 def align_counts(ref: Sequence, hyp: Sequence) -> dict:
     "N, C, S, D, I of sclite's alignment of two token sequences, from rapidfuzz (`sclite_alignment` where ties decide)."
     n, m = len(ref), len(hyp)
@@ -142,7 +142,7 @@ def align_counts(ref: Sequence, hyp: Sequence) -> dict:
     i = ((w - 4 * s) // 3 - (n - m)) // 2
     return dict(N=n, C=n - s - (i + n - m), S=s, D=i + n - m, I=i)
 
-# %% ../nbs/39_score.ipynb #a00dc600
+# %% ../nbs/39_score.ipynb #9969ed33
 class KeywordSet:
     "Business keywords in scored form, and the keyword-atomic tokens of normalised text."
     def __init__(self, keywords: Iterable[str] = ()):
@@ -162,7 +162,7 @@ class KeywordSet:
         for m in self._re.finditer(text): out += units(text[at:m.start()]) + [m[0]]; at = m.end()
         return out + units(text[at:])
 
-# %% ../nbs/39_score.ipynb #155fb3aa
+# %% ../nbs/39_score.ipynb #98732bd4
 def _keyword_pieces(ops: list[tuple], kws: KeywordSet) -> set[int]:
     "Indices of insertions next to a substituted or deleted reference keyword (only insertions between them)."
     out, i = set(), 0
@@ -184,7 +184,7 @@ def _trimmed_alignment(ref: Sequence, hyp: Sequence) -> list[tuple]:
     mid = sclite_alignment(ref[a:len(ref) - b], hyp[a:len(hyp) - b])
     return [('C', t, t) for t in ref[:a]] + mid + [('C', t, t) for t in ref[len(ref) - b:]]
 
-# %% ../nbs/39_score.ipynb #e4055971
+# %% ../nbs/39_score.ipynb #715640a3
 def keyword_errors(ref: list[str], hyp: list[str], kws: KeywordSet) -> dict:
     "Errors of keyword-atomic token sequences: kw_S/D/I on keywords (KWER), u_S/D/I on the other tokens (U-CER)."
     e = dict.fromkeys(('kw_S', 'kw_D', 'kw_I', 'u_S', 'u_D', 'u_I'), 0)
@@ -201,13 +201,13 @@ def keyword_errors(ref: list[str], hyp: list[str], kws: KeywordSet) -> dict:
             if o == 'S' and h in kws: e['kw_I'] += 1
     return e
 
-# %% ../nbs/39_score.ipynb #13fe033c
+# %% ../nbs/39_score.ipynb #e600fb29
 def keyword_hits(ref: list[str], hyp: list[str], kws: KeywordSet) -> dict[str, tuple[int, int]]:
     "Per keyword present in either: (tokens in the reference, tokens in the hypothesis) of one utterance."
     r, h = Counter(t for t in ref if t in kws.set), Counter(t for t in hyp if t in kws.set)
     return {k: (r[k], h[k]) for k in r.keys() | h.keys()}
 
-# %% ../nbs/39_score.ipynb #ccc94b85
+# %% ../nbs/39_score.ipynb #57956e96
 def ratio(a: int, b: int) -> float | None:
     "a / b, or None when b is 0 (a rate with nothing to count)."
     return a / b if b else None
@@ -216,7 +216,7 @@ def prf(tp: int, n_ref: int, n_hyp: int) -> dict:
     "Recall, precision and F1 from true positives and the reference and hypothesis occurrence counts."
     return dict(recall=ratio(tp, n_ref), precision=ratio(tp, n_hyp), f1=ratio(2 * tp, n_ref + n_hyp))
 
-# %% ../nbs/39_score.ipynb #5965ad1c
+# %% ../nbs/39_score.ipynb #57b5eddf
 def bootstrap_ci(errors: Sequence[int], totals: Sequence[int], n_boot: int = 1000, seed: int = 0,
                  level: float = 0.95) -> list[float] | None:
     "Percentile interval of sum(errors) / sum(totals) over utterances drawn with replacement (fixed seed)."
@@ -230,7 +230,7 @@ def bootstrap_ci(errors: Sequence[int], totals: Sequence[int], n_boot: int = 100
     lo, hi = np.nanpercentile(np.concatenate(stats), [50 * (1 - level), 50 * (1 + level)])
     return [float(lo), float(hi)]
 
-# %% ../nbs/39_score.ipynb #d1ced210
+# %% ../nbs/39_score.ipynb #210d49d0
 def _as_str(text: str, toks: list[str]) -> str | list[str]:
     "`text` itself where its tokens are its characters (rapidfuzz is twice as fast on a str), else the tokens."
     return text if len(toks) == len(text) else toks
@@ -247,7 +247,7 @@ def score_utterance(ref: str, hyp: str, kws: KeywordSet) -> dict:
     else: e = dict(kw_S=0, kw_D=0, kw_I=0, u_S=c['S'], u_D=c['D'], u_I=c['I'])
     return dict(char=c, word=w, kw_N=kw_n, u_N=len(rk) - kw_n, **e, hits=keyword_hits(rk, hk, kws))
 
-# %% ../nbs/39_score.ipynb #c8605fb0
+# %% ../nbs/39_score.ipynb #e71ecf08
 def _sum(rows: list[dict], *keys) -> dict:
     return {k: sum(r[k] for r in rows) for k in keys}
 
@@ -260,7 +260,7 @@ def _per_keyword(rows: list[dict], kws: KeywordSet) -> list[dict]:
                   **prf(tp[k], ref[k], hyp[k])) for k in kws.keywords]
     return sorted(table, key=lambda t: (-t['ref'], -t['hyp'], t['keyword']))
 
-# %% ../nbs/39_score.ipynb #a868e107
+# %% ../nbs/39_score.ipynb #3c34d828
 def _totals(rows: list[dict]) -> dict:
     "Summed counts of scored utterances: char and word (N, C, S, D, I), keyword and non_keyword (N, S, D, I)."
     return dict(char=_sum([r['char'] for r in rows], *'NCSDI'), word=_sum([r['word'] for r in rows], *'NCSDI'),
@@ -271,8 +271,9 @@ def n_errors(c: dict) -> int:
     "S + D + I of a count."
     return c['S'] + c['D'] + c['I']
 
-# %% ../nbs/39_score.ipynb #1066e8e4
-def score(pairs: Iterable[dict], keywords: Iterable[str] = (), n_boot: int = 1000, seed: int = 0) -> dict:
+# %% ../nbs/39_score.ipynb #899f3f4b
+def score(pairs: Iterable[dict], keywords: Iterable[str] = (), n_boot: int = 1000, seed: int = 0,
+          failed: Iterable[dict] = ()) -> dict:
     "CER, WER, KWER, U-CER, keyword recall/precision/F1 and 95 % intervals of (key, ref, hyp) utterances."
     kws, rows, excluded = KeywordSet(keywords), [], []
     for p in pairs:
@@ -290,10 +291,23 @@ def score(pairs: Iterable[dict], keywords: Iterable[str] = (), n_boot: int = 100
                 cer_ci95=bootstrap_ci([n_errors(r['char']) for r in rows], [r['char']['N'] for r in rows], n_boot,
                                       seed),
                 kwer_ci95=bootstrap_ci(kw_errors, [r['kw_N'] for r in rows], n_boot, seed),
-                counts=c, per_keyword=per_kw, n_keywords=len(kws), normalisation=NORMALISATION, alignment=ALIGNMENT,
+                counts=c, per_keyword=per_kw, n_keywords=len(kws), **with_failed(c, list(failed), kws),
+                normalisation=NORMALISATION, alignment=ALIGNMENT,
                 bootstrap=dict(resamples=n_boot, seed=seed, unit='utterance', method='percentile', level=0.95))
 
-# %% ../nbs/39_score.ipynb #5e89d99c
+# %% ../nbs/39_score.ipynb #596c8406
+def with_failed(c: dict, failed: list[dict], kws: KeywordSet) -> dict:
+    "n_failed, their keys, and CER and KWER with each failed utterance (key, ref) counted as wholly deleted."
+    failed = [f for f in failed if ANNOTATION_ERROR not in (f.get('ref') or '')]
+    known = [f for f in failed if isinstance(f.get('ref'), str)]
+    units_lost = sum(len(units(normalise(f['ref']))) for f in known)
+    kw_lost = sum(sum(t in kws.set for t in kws.tokens(normalise(f['ref']))) for f in known) if len(kws) else 0
+    exact = len(known) == len(failed)
+    cer_all = ratio(n_errors(c['char']) + units_lost, c['char']['N'] + units_lost) if exact else None
+    kwer_all = ratio(n_errors(c['keyword']) + kw_lost, c['keyword']['N'] + kw_lost) if exact else None
+    return dict(n_failed=len(failed), failed=[f['key'] for f in failed], cer_all=cer_all, kwer_all=kwer_all)
+
+# %% ../nbs/39_score.ipynb #d676482e
 class ScoreInputError(ValueError):
     "A results or keyword file that cannot be scored; the message names the file and line."
 
@@ -320,7 +334,7 @@ def _result(line: str, where: str) -> dict:
             raise ScoreInputError(f'{where}: field "{f}" is {_JSON_TYPES.get(type(d[f]), "?")}, expected a string')
     return d
 
-# %% ../nbs/39_score.ipynb #0110f086
+# %% ../nbs/39_score.ipynb #dbfaa568
 def read_results(path) -> list[dict]:
     "Utterances of a results jsonl, one {key, ref, hyp} object a line; a bad line is a `ScoreInputError` (file:line)."
     p = Path(path)
@@ -334,7 +348,7 @@ def read_results(path) -> list[dict]:
     if not out: raise ScoreInputError(f'{p}: no utterances')
     return out
 
-# %% ../nbs/39_score.ipynb #f7838dba
+# %% ../nbs/39_score.ipynb #8104022c
 def read_keywords(path) -> list[str]:
     "Keywords of a file, one a line as written; '#' starts a comment; a keyword empty once normalised names its line."
     p = Path(path)
@@ -348,17 +362,25 @@ def read_keywords(path) -> list[str]:
     if not out: raise ScoreInputError(f'{p}: no keywords')
     return out
 
-# %% ../nbs/39_score.ipynb #b2ed39fa
+# %% ../nbs/39_score.ipynb #ebd858a9
+def failed_beside(results) -> list[dict]:
+    "The utterances `fa8k-infer` failed to decode, from the `summary.json` it wrote beside `results` (none if absent)."
+    summary = Path(results).parent / 'summary.json'
+    if not summary.is_file(): return []
+    s = json.loads(summary.read_text())
+    return s.get('failed', []) if Path(s.get('results', '')) == Path(results).absolute() else []
+
 def score_files(results, keywords=None, output=None, n_boot: int = 1000, seed: int = 0) -> dict:
-    "Score a results jsonl against a keyword file; the metrics, also written to `output` (JSON, atomically) if given."
+    "Score a results jsonl against a keyword file (failures beside it counted); the metrics, also written to `output`."
+    if output and Path(output).is_dir(): raise ValueError(f'--output {output} is a folder: give the JSON file to write')
     pairs = read_results(results)
     kw = read_keywords(keywords) if keywords else []
     m = dict(results=str(Path(results).absolute()), keywords=str(Path(keywords).absolute()) if keywords else None,
-             **score(pairs, kw, n_boot, seed))
+             **score(pairs, kw, n_boot, seed, failed=failed_beside(results)))
     if output: write_atomic(output, json.dumps(m, ensure_ascii=False, indent=1) + '\n')
     return m
 
-# %% ../nbs/39_score.ipynb #a99cdd9d
+# %% ../nbs/39_score.ipynb #1205b523
 def pct(x: float | None, ci: list | None = None) -> str:
     "A fraction as a percentage with 2 decimals (and its interval); n/a for None."
     if x is None: return 'n/a'
@@ -367,11 +389,14 @@ def pct(x: float | None, ci: list | None = None) -> str:
 def summary_line(m: dict) -> str:
     "The metrics in one line: CER and KWER with their 95 % intervals."
     c = m['counts']['char']
+    failed = (f"; {m['n_failed']} FAILED to decode, counted as deleted: CER {pct(m['cer_all'])}, "
+              f"KWER {pct(m['kwer_all'])}") if m.get('n_failed') else ''
     return (f"{m['n_utterances']} utterances ({m['n_excluded']} excluded): CER {pct(m['cer'], m['cer_ci95'])} "
             f"(S {c['S']} D {c['D']} I {c['I']} of N {c['N']}), WER {pct(m['wer'])}, "
-            f"KWER {pct(m['kwer'], m['kwer_ci95'])}, U-CER {pct(m['u_cer'])}, keyword F1 {pct(m['keyword_f1'])}")
+            f"KWER {pct(m['kwer'], m['kwer_ci95'])}, U-CER {pct(m['u_cer'])}, keyword F1 {pct(m['keyword_f1'])}"
+            f"{failed}")
 
-# %% ../nbs/39_score.ipynb #069c103d
+# %% ../nbs/39_score.ipynb #5aa8f1d9
 @call_parse
 def score_cli(results: str = None,   # results jsonl: one {"key", "ref", "hyp"} object a line
               keywords: str = None,  # business keywords, one a line ('#' comments); none: no keyword metrics
@@ -379,10 +404,8 @@ def score_cli(results: str = None,   # results jsonl: one {"key", "ref", "hyp"} 
               n_boot: int = 1000,    # bootstrap resamples for the 95 % intervals of CER and KWER
               seed: int = 0):        # seed of the bootstrap draws
     "Score recognised text: CER, WER, KWER (B-WER), U-CER, keyword recall/precision/F1 and 95 % intervals, as JSON."
-    try:
+    with cli_errors('fa8k-score'):
         if not results: raise ScoreInputError('--results is required (a jsonl of {"key", "ref", "hyp"} lines)')
         m = score_files(results, keywords, output, n_boot, seed)
-    except (ValueError, OSError) as e:
-        print(f'fa8k-score: error: {e}', file=sys.stderr); sys.exit(2)
     if not output: print(json.dumps(m, ensure_ascii=False, indent=1))
     print(summary_line(m), file=sys.stderr if not output else sys.stdout)
