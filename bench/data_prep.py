@@ -197,7 +197,7 @@ def base_corpus(work: Path, n: int) -> dict:
     t0 = time.perf_counter()
     # audio_quiet needs >= 4 lines, audio_neutral >= 11, for their faults
     tel_dev, tel_test = max(4, n // 4), max(1, n // 6)
-    info = make_corpus(work / 'corpus', CorpusSpec(general_train=n, general_dev=0,
+    info = make_corpus(work / 'corpus', CorpusSpec(general_train=n, general_dev=0, general_test=0,
                                                    tel_train=max(11, n - tel_dev - tel_test),
                                                    tel_dev=tel_dev, tel_test=tel_test),
                        threads=os.cpu_count() or 2, progress=False)

@@ -259,7 +259,8 @@ def prepare_tiny(work: Path, utts: int) -> dict:
     import logging; logging.disable(logging.WARNING)
     t = time.perf_counter()
     info = make_corpus(work / 'corpus',
-                       CorpusSpec(general_train=utts, general_dev=2, tel_train=12, tel_dev=4, tel_test=0),
+                       CorpusSpec(general_train=utts, general_dev=2, general_test=0, tel_train=12, tel_dev=4,
+                                  tel_test=0),
                        progress=False)
     rep = prep_clean(work / 'corpus' / 'general' / 'train_M.jsonl', work / 'train_formatted.jsonl')
     make_tiny_model(work / 'tiny_model', work / 'corpus')

@@ -10,7 +10,7 @@ __all__ = ['FRAME', 'AMR_NB_MODES', 'CODECS', 'LOSS_MODELS', 'CONCEALMENTS', 'OR
            'draw_settings', 'simulate', 'frequency_response', 'mask_violations', 'load_babble_pool',
            'simulate_manifest', 'channel_config', 'simulate_cli']
 
-# %% ../nbs/00_channel_sim.ipynb #b7d30070
+# %% ../nbs/00_channel_sim.ipynb #9cdcbe77
 import ctypes, ctypes.util, hashlib, heapq, io, json, math, shutil, subprocess
 from array import array
 from dataclasses import asdict, dataclass, replace
@@ -29,7 +29,7 @@ from .manifest import (SR_NARROW, SR_WIDE, AudioError, ManifestTuples, FIELD_SPE
                                  read_audio, read_manifest, wav_bytes)
 from .store import atomic_writer, cli_errors, importable, parse_shard, run_journaled, summary, write_atomic
 
-# %% ../nbs/00_channel_sim.ipynb #049f6b0e
+# %% ../nbs/00_channel_sim.ipynb #a74b4b27
 FRAME = 160       # one 20 ms codec frame at 8 kHz: the unit of packet loss
 
 def speak(text: str, voice: str = 'm3', pitch: int = 50, speed: int = 160, sr: int = SR_WIDE) -> np.ndarray:
@@ -41,7 +41,7 @@ def speak(text: str, voice: str = 'm3', pitch: int = 50, speed: int = 160, sr: i
     x, sr_in = sf.read(io.BytesIO(subprocess.run(cmd, check=True, capture_output=True).stdout), dtype='float32')
     return soxr.resample(x, sr_in, sr, quality='HQ').astype(np.float32)
 
-# %% ../nbs/00_channel_sim.ipynb #e037fcba
+# %% ../nbs/00_channel_sim.ipynb #298c9ff2
 def _mulaw_compress(x: np.ndarray) -> np.ndarray:
     "ITU-T G.191 STL `ulaw_compress` on int32 values of the 16-bit range: codes 0..255."
     absno = np.minimum(np.where(x < 0, (~x) >> 2, x >> 2) + 33, 0x1FFF)
@@ -57,7 +57,7 @@ def _mulaw_expand(code: np.ndarray) -> np.ndarray:
     step = 4 << (exp + 1)
     return sign * ((0x80 << exp) + step * (m & 0xF) + step // 2 - 4 * 33)
 
-# %% ../nbs/00_channel_sim.ipynb #0a3596b4
+# %% ../nbs/00_channel_sim.ipynb #69c87696
 def _alaw_compress(x: np.ndarray) -> np.ndarray:
     "ITU-T G.191 STL `alaw_compress` on int32 values of the 16-bit range: codes 0..255."
     ix = np.where(x < 0, (~x) >> 4, x >> 4)
@@ -74,7 +74,7 @@ def _alaw_expand(code: np.ndarray) -> np.ndarray:
     mant = np.where(exp > 1, mant << np.maximum(exp - 1, 0), mant)
     return np.where(code > 127, mant, -mant)
 
-# %% ../nbs/00_channel_sim.ipynb #2130b321
+# %% ../nbs/00_channel_sim.ipynb #1bf167cb
 _SWEEP, _CODES = np.arange(-32768, 32768, dtype=np.int32), np.arange(256, dtype=np.int32)
 _MULAW_ENC, _MULAW_DEC = _mulaw_compress(_SWEEP).astype(np.uint8), _mulaw_expand(_CODES).astype(np.int16)
 _ALAW_ENC, _ALAW_DEC = _alaw_compress(_SWEEP).astype(np.uint8), _alaw_expand(_CODES).astype(np.int16)
@@ -90,7 +90,7 @@ def _codes(c: np.ndarray) -> np.ndarray:
     if c.dtype != np.uint8: raise TypeError(f"G.711 decodes uint8 codes, got {c.dtype}")
     return c
 
-# %% ../nbs/00_channel_sim.ipynb #ebf07ce1
+# %% ../nbs/00_channel_sim.ipynb #cf39d3c2
 def mulaw_encode(x: np.ndarray) -> np.ndarray:
     "G.711 mu-law codes (uint8) of int16 samples, bit-exact with the ITU-T G.191 STL."
     return _MULAW_ENC[_sweep_index(x)]
@@ -99,7 +99,7 @@ def mulaw_decode(codes: np.ndarray) -> np.ndarray:
     "int16 samples of G.711 mu-law codes (uint8), bit-exact with the ITU-T G.191 STL."
     return _MULAW_DEC[_codes(codes)]
 
-# %% ../nbs/00_channel_sim.ipynb #64c8eca4
+# %% ../nbs/00_channel_sim.ipynb #66b25249
 def alaw_encode(x: np.ndarray) -> np.ndarray:
     "G.711 A-law codes (uint8) of int16 samples, bit-exact with the ITU-T G.191 STL."
     return _ALAW_ENC[_sweep_index(x)]
@@ -108,7 +108,7 @@ def alaw_decode(codes: np.ndarray) -> np.ndarray:
     "int16 samples of G.711 A-law codes (uint8), bit-exact with the ITU-T G.191 STL."
     return _ALAW_DEC[_codes(codes)]
 
-# %% ../nbs/00_channel_sim.ipynb #a18c351e
+# %% ../nbs/00_channel_sim.ipynb #92219ef5
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     "Resample float audio with soxr HQ (linear phase, delay compensated)."
     return soxr.resample(np.asarray(x, np.float32), sr_in, sr_out, quality='HQ').astype(np.float32)
@@ -117,7 +117,7 @@ def fit_length(x: np.ndarray, n: int) -> np.ndarray:
     "`x` cut or zero-padded to exactly `n` samples."
     return x[:n] if len(x) >= n else np.concatenate([x, np.zeros(n - len(x), x.dtype)])
 
-# %% ../nbs/00_channel_sim.ipynb #a67c7a5a
+# %% ../nbs/00_channel_sim.ipynb #bcf5d4e2
 @lru_cache(None)
 def bandpass_sos(low_hz: float = 300., high_hz: float = 3400., sr: int = SR_NARROW, order: int = 4) -> np.ndarray:
     "Second-order sections of the Butterworth telephone band-pass."
@@ -127,7 +127,7 @@ def bandpass(x: np.ndarray, low_hz: float = 300., high_hz: float = 3400., sr: in
     "Telephone band-pass of float audio at `sr`."
     return signal.sosfilt(bandpass_sos(low_hz, high_hz, sr), x).astype(np.float32)
 
-# %% ../nbs/00_channel_sim.ipynb #29397978
+# %% ../nbs/00_channel_sim.ipynb #ca735f78
 def to_int16(x: np.ndarray) -> np.ndarray:
     "Float audio in [-1, 1) to int16, rounded and clipped."
     return np.clip(np.round(np.asarray(x, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
@@ -136,7 +136,7 @@ def to_float(x: np.ndarray) -> np.ndarray:
     "int16 audio to float32 in [-1, 1)."
     return np.asarray(x, np.float32) / 32768.0
 
-# %% ../nbs/00_channel_sim.ipynb #bf4be91f
+# %% ../nbs/00_channel_sim.ipynb #4c40b942
 def _g711_codec(encode, decode):
     return lambda x: decode(encode(x))
 
@@ -149,7 +149,7 @@ def _soundfile_codec(subtype: str):
         return sf.read(buf, dtype='int16')[0]
     return roundtrip
 
-# %% ../nbs/00_channel_sim.ipynb #1ce4f606
+# %% ../nbs/00_channel_sim.ipynb #739ee317
 def _pyav_codec(codec: str, container: str, bit_rate: int | None = None, **options):
     "Round trip through ffmpeg's `codec` (PyAV) in an in-memory `container`, back at 8 kHz."
     def roundtrip(x: np.ndarray) -> np.ndarray:
@@ -170,7 +170,7 @@ def _pyav_codec(codec: str, container: str, bit_rate: int | None = None, **optio
         return to_int16(y)
     return roundtrip
 
-# %% ../nbs/00_channel_sim.ipynb #a51efcdc
+# %% ../nbs/00_channel_sim.ipynb #be8de7f5
 AMR_NB_MODES = (4750, 5150, 5900, 6700, 7400, 7950, 10200, 12200)
 CODECS = {'none': None,
           'g711-mulaw': _g711_codec(mulaw_encode, mulaw_decode),
@@ -180,7 +180,7 @@ CODECS = {'none': None,
           **{f'amr-nb-{b / 1000:g}k': _pyav_codec('libopencore_amrnb', 'amr', bit_rate=b) for b in AMR_NB_MODES},
           'opus-nb-12k': _pyav_codec('libopus', 'ogg', bit_rate=12000, application='voip', cutoff=4000)}
 
-# %% ../nbs/00_channel_sim.ipynb #8c8bdc01
+# %% ../nbs/00_channel_sim.ipynb #454c7d18
 def _delay_probe() -> np.ndarray:
     "A fixed speech-band probe: band-passed noise with a syllable-rate envelope, int16 at 8 kHz."
     rng = np.random.default_rng(1234)
@@ -197,7 +197,7 @@ def codec_delay(name: str, max_lag: int = 800) -> int:
     c = [np.dot(y[lag:lag + len(x)], x) for lag in range(max_lag)]
     return int(np.argmax(c))
 
-# %% ../nbs/00_channel_sim.ipynb #5f9eb953
+# %% ../nbs/00_channel_sim.ipynb #d9215ddc
 def codec_roundtrip(x: np.ndarray, name: str) -> np.ndarray:
     "Encode and decode int16 8 kHz audio with codec `name`; delay removed, same length out."
     if name not in CODECS: raise KeyError(f"unknown codec {name!r}; known: {', '.join(CODECS)}")
@@ -205,7 +205,7 @@ def codec_roundtrip(x: np.ndarray, name: str) -> np.ndarray:
     d = codec_delay(name)
     return fit_length(CODECS[name](np.concatenate([x, np.zeros(d + 2 * FRAME, np.int16)]))[d:], len(x))
 
-# %% ../nbs/00_channel_sim.ipynb #dc3c31df
+# %% ../nbs/00_channel_sim.ipynb #5df87b4e
 LOSS_MODELS = ('bernoulli', 'gilbert')
 CONCEALMENTS = ('zeros', 'repeat', 'plc')
 
@@ -223,7 +223,7 @@ def lost_frames(n_frames: int, rate: float, rng: np.random.Generator, model: str
         runs.append((state, r)); total += r; state = not state
     return np.repeat([s for s, _ in runs], [r for _, r in runs])[:n_frames]
 
-# %% ../nbs/00_channel_sim.ipynb #1d01334f
+# %% ../nbs/00_channel_sim.ipynb #e33786b2
 @lru_cache(None)
 def _spandsp():
     "spandsp's G.711 Appendix I packet-loss concealment, through ctypes."
@@ -241,16 +241,17 @@ def conceal(x: np.ndarray, lost: np.ndarray, method: str = 'zeros', frame: int =
     if method not in CONCEALMENTS: raise ValueError(f"concealment {method!r}: expected one of {CONCEALMENTS}")
     y = np.array(x, np.float32)
     if method == 'plc':
-        lib, pcm = _spandsp(), to_int16(y)
+        # whole frames only: spandsp writes a pitch period's cross-fade past a short frame's end (heap corruption)
+        lib, pcm = _spandsp(), np.zeros(max(len(lost) * frame, len(y)), np.int16)
+        pcm[:len(y)] = to_int16(y)
         state = lib.plc_init(None)
         base, int16_p = pcm.ctypes.data, ctypes.POINTER(ctypes.c_int16)
         try:
-            for i, is_lost in enumerate(lost):
-                n = min(frame, len(pcm) - i * frame)
+            for i, is_lost in enumerate(lost[:math.ceil(len(y) / frame)]):
                 fill = lib.plc_fillin if is_lost else lib.plc_rx
-                if n > 0: fill(state, ctypes.cast(base + 2 * i * frame, int16_p), n)
+                fill(state, ctypes.cast(base + 2 * i * frame, int16_p), frame)
         finally: lib.plc_free(ctypes.c_void_p(state))
-        return to_float(pcm)
+        return to_float(pcm[:len(y)])
     last, run = np.zeros(frame, np.float32), 0
     for i, is_lost in enumerate(lost):
         sl = slice(i * frame, (i + 1) * frame)
@@ -259,7 +260,7 @@ def conceal(x: np.ndarray, lost: np.ndarray, method: str = 'zeros', frame: int =
         run += 1
     return y
 
-# %% ../nbs/00_channel_sim.ipynb #aaa45734
+# %% ../nbs/00_channel_sim.ipynb #205bb9ca
 def rms(x: np.ndarray) -> float:
     "Root mean square of `x`."
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
@@ -277,7 +278,7 @@ def noise_gain(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> float:
     "Gain that puts `noise` at `snr_db` below `speech` (mean powers)."
     return rms(speech) / max(rms(noise), 1e-12) * 10 ** (-snr_db / 20)
 
-# %% ../nbs/00_channel_sim.ipynb #cf667e9a
+# %% ../nbs/00_channel_sim.ipynb #fb7aa8a1
 class BabblePool:
     "Other utterances of the corpus at 8 kHz, from which each utterance's babble talkers are drawn."
     def __init__(self, utterances: dict[str, np.ndarray], sources: dict[str, str] | None = None):
@@ -290,7 +291,7 @@ class BabblePool:
         if not ok: raise ValueError(f"{key}: no other utterance in the babble pool ({len(self)} utterances)")
         return [ok[i] for i in rng.choice(len(ok), size=min(n, len(ok)), replace=False)]
 
-# %% ../nbs/00_channel_sim.ipynb #c0464f29
+# %% ../nbs/00_channel_sim.ipynb #99745d79
 ORDERS = ('plan', 'realistic')
 REALISTIC_CODECS = {'g711-mulaw': 3, 'g711-alaw': 2, 'amr-nb-12.2k': 1, 'amr-nb-7.4k': 1, 'amr-nb-4.75k': 0.5,
                     'gsm-fr': 1, 'g726-32k': 0.5, 'opus-nb-12k': 1}
@@ -339,7 +340,7 @@ PRESETS = {'plan': ChannelConfig(),
            'realistic': ChannelConfig(preset='realistic', order='realistic', codecs=REALISTIC_CODECS,
                                       loss_model='gilbert', concealment='plc')}
 
-# %% ../nbs/00_channel_sim.ipynb #683b509d
+# %% ../nbs/00_channel_sim.ipynb #93700d32
 def utterance_seed(seed: int, key: str) -> int:
     "64-bit seed of utterance `key` under global `seed`."
     return int.from_bytes(hashlib.sha256(f'{seed}\x00{key}'.encode()).digest()[:8], 'little')
@@ -355,7 +356,7 @@ def draw_settings(cfg: ChannelConfig, key: str, seed: int) -> dict:
     snr = None if cfg.snr_db is None else (lambda lo, hi: lo + (hi - lo) * u_snr)(*_span(cfg.snr_db))
     return dict(codec=codec, loss_rate=loss, snr_db=snr, loss_rng=loss_rng, babble_rng=babble_rng)
 
-# %% ../nbs/00_channel_sim.ipynb #482a966e
+# %% ../nbs/00_channel_sim.ipynb #a7185429
 def simulate(speech: np.ndarray, cfg: ChannelConfig = PRESETS['plan'], key: str = 'utt', seed: int = 0,
              babble_pool: BabblePool | None = None, source: str | None = None, trace: dict | None = None
             ) -> tuple[np.ndarray, dict]:
@@ -409,7 +410,7 @@ def simulate(speech: np.ndarray, cfg: ChannelConfig = PRESETS['plan'], key: str 
                utterance_seed=utterance_seed(seed, key))
     return np.clip(out, -1.0, 32767 / 32768).astype(np.float32), rec
 
-# %% ../nbs/00_channel_sim.ipynb #b5848108
+# %% ../nbs/00_channel_sim.ipynb #8b6c2f90
 TELEPHONE_MASK = [  # (from Hz, to Hz, lowest allowed dB, highest allowed dB), relative to the 1 kHz gain
     (0, 100, -np.inf, -30), (100, 200, -np.inf, -12), (300, 500, -3.5, 1), (500, 3000, -1, 1), (3000, 3400, -3.5, 1),
     (3600, 3800, -np.inf, -12), (3800, 4000, -np.inf, -30), (4000, 8000, -np.inf, -60)]
@@ -428,7 +429,7 @@ def mask_violations(f: np.ndarray, gain_db: np.ndarray) -> list[str]:
     return [f'{fi:.0f} Hz: {gi:.1f} dB not in [{lo}, {hi}]' for lo_f, hi_f, lo, hi in TELEPHONE_MASK
             for fi, gi in zip(f, gain_db) if lo_f <= fi <= hi_f and not lo <= gi <= hi]
 
-# %% ../nbs/00_channel_sim.ipynb #d23b0c3a
+# %% ../nbs/00_channel_sim.ipynb #e580a8c9
 _STATE = {}
 def _init_worker(cfg: dict, seed: int, pool_audio: dict | None, pool_sources: dict | None):
     "Set up a worker: the channel, the seed, the babble pool."
@@ -444,7 +445,7 @@ def _simulate_item(item: tuple) -> dict:
     write_atomic(wav, wav_bytes(y, SR_WIDE))
     return dict(line=lineno, key=key, status='ok', channel=rec)
 
-# %% ../nbs/00_channel_sim.ipynb #66a1f4f1
+# %% ../nbs/00_channel_sim.ipynb #5160cabe
 def load_babble_pool(items: Iterable[tuple], seed: int, size: int) -> BabblePool:
     "Up to `size` readable utterances at 8 kHz, chosen by a seeded hash of their keys (the same on every shard)."
     rank = lambda it: hashlib.sha256(f'babble\x00{seed}\x00{it[1]}'.encode()).digest()
@@ -463,7 +464,7 @@ def load_babble_pool(items: Iterable[tuple], seed: int, size: int) -> BabblePool
                          '(give more, or switch babble off: --snr_db off)')
     return BabblePool(audio, sources)
 
-# %% ../nbs/00_channel_sim.ipynb #1e8bd3c0
+# %% ../nbs/00_channel_sim.ipynb #65c63e89
 def simulate_manifest(manifest, out_dir, cfg: ChannelConfig | str = 'plan', seed: int = 0, workers: int = 1,
                       shard: str = '0/1', pool_size: int = 200, skip_bad: bool = False,
                       progress: bool = True) -> dict | None:
@@ -483,7 +484,7 @@ def simulate_manifest(manifest, out_dir, cfg: ChannelConfig | str = 'plan', seed
     return run_journaled(items, out_dir, settings, importable(_simulate_item, mod), importable(_init_worker, mod),
                          init_args, finish, shard, workers, progress, 'channel')
 
-# %% ../nbs/00_channel_sim.ipynb #0d61dcc0
+# %% ../nbs/00_channel_sim.ipynb #8c50b744
 def _write_outputs(manifest, out_dir: Path, cfg: ChannelConfig, seed: int, done, bad: list, skip_bad: bool) -> dict:
     "Stream `manifest.jsonl` (manifest order) from the journals and write `report.json`, atomically."
     n_items, n_ok, skipped, codecs, clipped, snr, loss = 0, 0, [], {}, 0, array('d'), array('d')
@@ -514,7 +515,7 @@ def _write_outputs(manifest, out_dir: Path, cfg: ChannelConfig, seed: int, done,
     for tmp in (out_dir / 'wav').rglob('*.tmp-*'): tmp.unlink()   # leftovers of killed workers
     return report
 
-# %% ../nbs/00_channel_sim.ipynb #6f219117
+# %% ../nbs/00_channel_sim.ipynb #969aa1af
 def _range_arg(s: str | None, name: str):
     "'10,25' -> (10.0, 25.0); '15' -> 15.0; 'off' -> None."
     if s is None or s == 'off': return None
@@ -535,7 +536,7 @@ def channel_config(preset: str = 'plan', **overrides) -> ChannelConfig:
     if o: o['preset'] = f'{preset}+custom'
     return replace(PRESETS[preset], **o)
 
-# %% ../nbs/00_channel_sim.ipynb #bc004f16
+# %% ../nbs/00_channel_sim.ipynb #2adc6c8e
 @call_parse
 def simulate_cli(manifest: str,                # FunASR jsonl manifest (key, source: 16 kHz audio, target)
                  out_dir: str,                 # where wav/, manifest.jsonl and report.json go

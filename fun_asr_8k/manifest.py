@@ -5,12 +5,13 @@
 # %% auto #0
 __all__ = ['SR_WIDE', 'SR_NARROW', 'FIELD_SPELLINGS', 'SILENCE', 'SYSTEM_PROMPT', 'USER_PROMPT', 'SPEECH_RE', 'ManifestError',
            'ManifestItem', 'parse_manifest_line', 'read_manifest', 'unique_items', 'ManifestTuples', 'output_wav_path',
-           'AudioError', 'wav_declared_frames', 'read_audio', 'wav_bytes', 'chatml_line', 'prompt_of', 'formatted_item',
-           'read_test_set']
+           'AudioError', 'wav_layout', 'wav_declared_frames', 'read_audio', 'audio_frames', 'wav_bytes', 'prompt_of',
+           'chatml_line', 'formatted_item', 'read_test_set']
 
-# %% ../nbs/92_manifest.ipynb #33c79851
-import hashlib, io, json, re
+# %% ../nbs/92_manifest.ipynb #d4ef186a
+import hashlib, io, json, re, struct
 from array import array
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import soundfile as sf
 
-# %% ../nbs/92_manifest.ipynb #1f976252
+# %% ../nbs/92_manifest.ipynb #d9073244
 SR_WIDE = 16000   # the corpus's and the model's sample rate
 SR_NARROW = 8000  # the telephone channel's sample rate
 
@@ -32,14 +33,15 @@ class ManifestError(ValueError):
 
 @dataclass
 class ManifestItem:
-    "One utterance of a manifest: line number, key, audio path (resolved), transcript, and the line as read."
+    "One utterance of a manifest: line number, key, audio path (resolved), transcript, the line, its hotwords."
     lineno: int
     key: str
     source: Path
     target: str | None
     line: dict
+    hotwords: tuple = ()
 
-# %% ../nbs/92_manifest.ipynb #18845406
+# %% ../nbs/92_manifest.ipynb #91678b4b
 def _json_object(text: str | bytes, where: str) -> dict:
     "The JSON object of one line; `ManifestError` naming `where` if it is not one."
     try: d = json.loads(text)
@@ -62,10 +64,14 @@ def parse_manifest_line(text: str | bytes, path, lineno: int) -> ManifestItem:
             raise ManifestError(f'{where}: no usable {canon!r} (a non-empty string under one of '
                                 f'{FIELD_SPELLINGS[canon]}); the line has {sorted(d)}')
     if '\x00' in found['source']: raise ManifestError(f'{where}: the source path {found["source"]!r} holds a NUL')
+    hot = d.get('hotwords', [])
+    if not isinstance(hot, list) or not all(isinstance(h, str) and h.strip() for h in hot):
+        raise ManifestError(f'{where}: "hotwords" must be a list of words, got {hot!r}')
     src = Path(found['source'])
-    return ManifestItem(lineno, found['key'], src if src.is_absolute() else Path(path).parent / src, found['target'], d)
+    src = src if src.is_absolute() else Path(path).parent / src
+    return ManifestItem(lineno, found['key'], src, found['target'], d, tuple(hot))
 
-# %% ../nbs/92_manifest.ipynb #9c43b721
+# %% ../nbs/92_manifest.ipynb #e8fb056a
 def read_manifest(path, skip_bad: bool = False, bad: list | None = None) -> Iterator[ManifestItem]:
     "Stream the items of a jsonl manifest; a bad line raises `ManifestError`, or with `skip_bad` goes to `bad`."
     path = Path(path)
@@ -78,7 +84,7 @@ def read_manifest(path, skip_bad: bool = False, bad: list | None = None) -> Iter
                 if not skip_bad: raise
                 if bad is not None: bad.append((lineno, str(e)))
 
-# %% ../nbs/92_manifest.ipynb #4d722e2e
+# %% ../nbs/92_manifest.ipynb #d3502ffa
 def unique_items(manifest, skip_bad: bool = False, bad: list | None = None) -> Iterator[ManifestItem]:
     "The items of a manifest, after a first pass that raises `ManifestError` where a key repeats or a line is bad."
     hashes, err = array('q'), None
@@ -105,7 +111,7 @@ class ManifestTuples:
         self.manifest, self.fn, self.skip_bad = manifest, fn, skip_bad
     def __iter__(self) -> Iterator[tuple]: return map(self.fn, read_manifest(self.manifest, self.skip_bad))
 
-# %% ../nbs/92_manifest.ipynb #4e9ae59e
+# %% ../nbs/92_manifest.ipynb #63caff56
 def output_wav_path(out_dir, key: str) -> Path:
     "Where utterance `key` goes: `wav/<2 hex>/<key>.wav`, the key made file-safe and short (disambiguated if changed)."
     h = hashlib.sha1(key.encode()).hexdigest()
@@ -114,28 +120,37 @@ def output_wav_path(out_dir, key: str) -> Path:
     if len(safe.encode()) > 120: safe = safe.encode()[:80].decode('utf-8', 'ignore')
     return Path(out_dir) / 'wav' / h[:2] / (f'{safe}.wav' if safe == key else f'{safe}-{h[:8]}.wav')
 
-# %% ../nbs/92_manifest.ipynb #fe3efed9
+# %% ../nbs/92_manifest.ipynb #6177c85b
 class AudioError(Exception):
     "Audio that cannot be used; `reason`: missing, unreadable, wrong_rate, empty, truncated, non_finite or silent."
     def __init__(self, reason: str, path, detail: str):
         super().__init__(f'{path}: {reason}: {detail}')
         self.reason, self.path, self.detail = reason, str(path), detail
 
-def wav_declared_frames(path) -> int | None:
-    "Frames a RIFF/WAVE file's data chunk says it holds (None for other files, or a size written as unknown)."
-    with open(path, 'rb') as f:
+def wav_layout(path_or_file) -> dict | None:
+    "A RIFF/WAVE file's format (tag, channels, rate, bits, block) and data chunk (offset, size); None for other files."
+    with (open(path_or_file, 'rb') if isinstance(path_or_file, (str, Path)) else nullcontext(path_or_file)) as f:
         head = f.read(12)
         if len(head) < 12 or head[:4] != b'RIFF' or head[8:12] != b'WAVE': return None
-        block = None
+        fmt = None
         while len(hdr := f.read(8)) == 8:
             cid, size = hdr[:4], int.from_bytes(hdr[4:], 'little')
-            if cid == b'fmt ': fmt = f.read(size); block = int.from_bytes(fmt[12:14], 'little'); size -= len(fmt)
+            if cid == b'fmt ':
+                b = f.read(size); size -= len(b)
+                if len(b) >= 16:
+                    tag, channels, rate, _, block, bits = struct.unpack('<HHIIHH', b[:16])
+                    fmt = dict(tag=tag, channels=channels, rate=rate, block=block, bits=bits)
             elif cid == b'data':
-                return None if not block or size in (0, 0xFFFFFFFF) else size // block
+                return None if fmt is None else dict(fmt, offset=f.tell(), size=size)
             f.seek(size + (size & 1), 1)
     return None
 
-# %% ../nbs/92_manifest.ipynb #14d0403c
+def wav_declared_frames(path) -> int | None:
+    "Frames a RIFF/WAVE file's data chunk says it holds (None for other files, or a size written as unknown)."
+    w = wav_layout(path)
+    return None if not w or not w['block'] or w['size'] in (0, 0xFFFFFFFF) else w['size'] // w['block']
+
+# %% ../nbs/92_manifest.ipynb #6b00f5d3
 SILENCE = 1 / 32768   # a peak at or below one 16-bit step is digital silence
 
 def read_audio(path, sr: int | None = SR_WIDE) -> np.ndarray:
@@ -147,13 +162,38 @@ def read_audio(path, sr: int | None = SR_WIDE) -> np.ndarray:
     if sr is not None and file_sr != sr: raise AudioError('wrong_rate', p, f'{file_sr} Hz, expected {sr} Hz')
     if not len(x): raise AudioError('empty', p, 'no samples')
     if (declared := wav_declared_frames(p)) is not None and declared > len(x):
-        raise AudioError('truncated', p, f'the header promises {declared} frames ({declared / file_sr:.2f} s), '
-                                         f'the file holds {len(x)} ({len(x) / file_sr:.2f} s)')
+        raise _truncated(p, declared, len(x), file_sr)
     if not np.isfinite(x).all(): raise AudioError('non_finite', p, 'NaN or infinite samples')
     x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
     if np.abs(x).max() <= SILENCE:
         raise AudioError('silent', p, 'digital silence (every sample within one 16-bit step of 0)')
     return x
+
+def _truncated(p, declared: int, held: int, sr: int) -> AudioError:
+    return AudioError('truncated', p, f'the header promises {declared} frames ({declared / sr:.2f} s), '
+                                      f'the file holds {held} ({held / sr:.2f} s)')
+
+def audio_frames(path, sr: int | None = SR_WIDE) -> int:
+    "Frames of an audio file that passes `read_audio`'s check (its `AudioError` otherwise), without float samples."
+    p = path if isinstance(path, Path) else Path(path)
+    try: f = open(p, 'rb')
+    except OSError: return len(read_audio(p, sr))      # missing, a folder, unreadable: read_audio names it
+    with f:
+        w = wav_layout(f)
+        if not w or (w['tag'], w['channels'], w['bits']) != (1, 1, 16) or w['size'] in (0, 0xFFFFFFFF):
+            return len(read_audio(p, sr))              # anything but 16-bit mono PCM WAV: the full read
+        if sr is not None and w['rate'] != sr: raise AudioError('wrong_rate', p, f"{w['rate']} Hz, expected {sr} Hz")
+        declared, held = w['size'] // 2, (f.seek(0, 2) - w['offset']) // 2
+        if not held: raise AudioError('empty', p, 'no samples')
+        if declared > held: raise _truncated(p, declared, held, w['rate'])
+        f.seek(w['offset'])
+        left = declared
+        while left:                                    # read until a sample is more than one step from 0 (SILENCE)
+            x = np.fromfile(f, dtype='<i2', count=min(left, 8192))
+            if not len(x): break
+            if x.max() > 1 or x.min() < -1: return declared
+            left -= len(x)
+    raise AudioError('silent', p, 'digital silence (every sample within one 16-bit step of 0)')
 
 def wav_bytes(x: np.ndarray, sr: int) -> bytes:
     "16-bit PCM WAV file of float audio, in memory."
@@ -161,19 +201,7 @@ def wav_bytes(x: np.ndarray, sr: int) -> bytes:
     sf.write(buf, x, sr, format='WAV', subtype='PCM_16')
     return buf.getvalue()
 
-# %% ../nbs/92_manifest.ipynb #909e6217
-SYSTEM_PROMPT = 'You are a helpful assistant.'
-USER_PROMPT = '语音转写：'
-SPEECH_RE = re.compile(r'^(?P<prompt>.*)<\|startofspeech\|>!(?P<path>.+)<\|endofspeech\|>$', re.S)
-
-def chatml_line(key: str, wav: str, target: str, speech_length: int, text_length: int) -> dict:
-    "One training line in Fun-ASR-Nano's ChatML format."
-    return dict(key=key, messages=[dict(role='system', content=SYSTEM_PROMPT),
-                                   dict(role='user', content=f'{USER_PROMPT}<|startofspeech|>!{wav}<|endofspeech|>'),
-                                   dict(role='assistant', content=target.strip())],
-                speech_length=speech_length, text_length=text_length)
-
-# %% ../nbs/92_manifest.ipynb #b002d3f7
+# %% ../nbs/92_manifest.ipynb #5f0a8807
 @lru_cache(None)
 def _funasr_prompt():
     from funasr.models.fun_asr_nano.model import FunASRNano
@@ -183,7 +211,20 @@ def prompt_of(hotwords: Sequence[str] = (), itn: bool = True) -> str:
     "The instruction funasr's FunASRNano puts before the audio (hotword list, ITN switch)."
     return _funasr_prompt()(None, list(hotwords), None, itn)
 
-# %% ../nbs/92_manifest.ipynb #10e4aa11
+# %% ../nbs/92_manifest.ipynb #3829f3e6
+SYSTEM_PROMPT = 'You are a helpful assistant.'
+USER_PROMPT = '语音转写：'
+SPEECH_RE = re.compile(r'^(?P<prompt>.*)<\|startofspeech\|>!(?P<path>.+)<\|endofspeech\|>$', re.S)
+
+def chatml_line(key: str, wav: str, target: str, speech_length: int, text_length: int, hotwords=()) -> dict:
+    "One training line in Fun-ASR-Nano's ChatML format; with `hotwords`, the prompt funasr decodes them with."
+    prompt = prompt_of(hotwords) if hotwords else USER_PROMPT
+    return dict(key=key, messages=[dict(role='system', content=SYSTEM_PROMPT),
+                                   dict(role='user', content=f'{prompt}<|startofspeech|>!{wav}<|endofspeech|>'),
+                                   dict(role='assistant', content=target.strip())],
+                speech_length=speech_length, text_length=text_length)
+
+# %% ../nbs/92_manifest.ipynb #b1f8107c
 def formatted_item(d: dict, path, lineno: int) -> ManifestItem:
     "The utterance of a Fun-ASR-Nano formatted line: audio from the user turn, reference from the assistant's."
     where = f'{path}:{lineno}'
@@ -197,7 +238,7 @@ def formatted_item(d: dict, path, lineno: int) -> ManifestItem:
     src = src if src.is_absolute() else Path(path).parent / src
     return ManifestItem(lineno, d['key'], src, msgs.get('assistant'), d)
 
-# %% ../nbs/92_manifest.ipynb #9ab5adc9
+# %% ../nbs/92_manifest.ipynb #51b7aa60
 def read_test_set(path) -> list[ManifestItem]:
     "Utterances of a FunASR jsonl manifest or a formatted jsonl, in file order; a bad line or repeated key is an error."
     path = Path(path)

@@ -4,15 +4,17 @@
 
 # %% auto #0
 __all__ = ['PLAN_NUMBERS', 'MAKERS', 'EXIT_DIVERGED', 'StageParams', 'MissingInput', 'stage_inputs', 'funasr_config',
-           'funasr_settings', 'Fa8kTrainer', 'split_batch', 'batch_keys', 'Diverged', 'dev_cer', 'train_worker_cli',
-           'launch_command', 'read_log', 'finish_checkpoints', 'finalize_lora', 'run_stage', 'describe_stage',
-           'plot_curves', 'block_of', 'changed_blocks', 'check_stage']
+           'funasr_settings', 'Fa8kTrainer', 'split_batch', 'batch_keys', 'Diverged', 'dev_sample', 'dev_scores',
+           'train_worker_cli', 'launch_command', 'read_log', 'mean_state', 'stage_model', 'choose_checkpoint',
+           'finalize_lora', 'run_stage', 'describe_stage', 'plot_curves', 'block_of', 'changed_blocks', 'check_stage',
+           'check_effect']
 
-# %% ../nbs/03_train.ipynb #aef218cd
+# %% ../nbs/03_train.ipynb #316fecc5
 import datetime, json, logging, os, shutil, subprocess, sys, time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from fastcore.basics import patch
@@ -20,12 +22,12 @@ from fastcore.script import call_parse
 
 from .manifest import read_audio, read_test_set
 from .model import decode, freeze_plan_config, load_model, model_config
-from .plan import (DATA_SETS, EXPECT, FREEZE_PLANS, SETTINGS, STAGES, data_file, plan_table, pointer_path,
-                             stage_dir)
-from .score import score
+from .plan import (DATA_SETS, EXPECT, FREEZE_PLANS, RELEASED_TINY, SETTINGS, STAGE_CHECKS, STAGES, data_file,
+                             plan_table, pointer_path, stage_dir)
+from .score import read_keywords, score
 from .store import write_atomic
 
-# %% ../nbs/03_train.ipynb #46af18bd
+# %% ../nbs/03_train.ipynb #9863e0e1
 PLAN_NUMBERS = ('lr', 'batch_tokens', 'epochs', 'warmup', 'accum_grad', 'early_stopping')
 
 @dataclass
@@ -34,15 +36,16 @@ class StageParams:
     stage: str = 'stage1'              # baseline | stage1 | stage2 | stage3
     scale: str = 'smoke'               # smoke (CPU, tiny model) | full (GPUs, real model)
     exp_output: str = 'exp_output'     # the plan's exp_output: data/ from Stage 0, exp/8k_telephone/ for checkpoints
-    model_dir: str = 'exp_output/tiny_model'  # the Fun-ASR-Nano directory whose config and tokenizers the stages use
+    model_dir: str = str(RELEASED_TINY)  # the released model directory (config, tokenizers; stage 1 starts from it)
     lr: float = None                   # peak learning rate (AdamW); None: the plan's
     batch_tokens: int = None           # token batch (funasr batch_type token); None: the plan's
     epochs: int = None                 # None: the plan's
     warmup: int = None                 # linear warm-up steps (funasr's warmuplr); None: the plan's
     accum_grad: int = None             # gradient accumulation; None: the plan's
     early_stopping: int = None         # epochs without dev-loss gain before stopping (0: off); None: the plan's
-    avg_nbest: int = 3                 # best epochs (by dev loss) averaged into model.pt.avg
-    dev_cer_utts: int = 16             # dev utterances decoded each epoch for dev CER (the first ones of the dev set)
+    threads: int = 1                   # torch threads of a CPU training process (0: all cores); 1 is fastest here
+    dev_utts: int = 48                 # a seeded sample of dev utterances decoded each epoch (dev CER, KWER)
+    avg_last: int = 3                  # the mean of the last 2..avg_last epochs competes with each epoch on dev CER
     gpus: str = ''                     # e.g. '2,3': CUDA devices, one process each (torchrun); '' = CPU
     nnodes: int = 1                    # torchrun nodes; with rdzv_endpoint for several machines
     rdzv_endpoint: str = ''            # host:port of torchrun's rendezvous (several nodes)
@@ -62,12 +65,12 @@ class StageParams:
             if plan is None: raise ValueError(f'{self.stage} at {self.scale} scale: the plan has no {k}; give it')
             setattr(self, k, plan[k])
 
-# %% ../nbs/03_train.ipynb #06177baf
+# %% ../nbs/03_train.ipynb #78407b93
 class MissingInput(FileNotFoundError):
     "A stage input that does not exist; the message names it and the command that makes it."
 
 MAKERS = {'data': 'fa8k-prep --general DIR --telephone DIR --out {exp_output}  (Stage 0)',
-          'model': 'fa8k-make-tiny-model {model_dir} --corpus DIR  (smoke) or the Fun-ASR-Nano download (full)',
+          'model': 'fa8k-release-tiny-model --out_dir {model_dir}  (smoke) or the Fun-ASR-Nano download (full)',
           'baseline': 'papermill nbs/10_stage1.ipynb ... -p stage baseline  (fa8k-run 1 1)',
           'stage1': 'papermill nbs/10_stage1.ipynb ...  (fa8k-run 1 1)',
           'stage2': 'papermill nbs/20_stage2.ipynb ...  (fa8k-run 2 2)'}
@@ -77,7 +80,7 @@ def _need(path: Path, what: str, maker: str, p: StageParams) -> Path:
         raise MissingInput(f'{p.stage}: missing {what}: {path}\n  make it with: {MAKERS[maker].format(**asdict(p))}')
     return Path(path)
 
-# %% ../nbs/03_train.ipynb #893ee103
+# %% ../nbs/03_train.ipynb #daad30b6
 def stage_inputs(p: StageParams) -> dict:
     "The data files and the starting checkpoint of a stage; `MissingInput` naming what is missing."
     data = STAGES[p.stage]['data']
@@ -85,20 +88,22 @@ def stage_inputs(p: StageParams) -> dict:
     dev = _need(data_file(p.exp_output, data, 'dev'), 'dev data', 'data', p)
     model_dir = _need(Path(p.model_dir).absolute() / 'model.pt', 'the model directory', 'model', p).parent
     after = STAGES[p.stage]['after']
-    if after is None or (after == 'baseline' and p.scale == 'full'): init = model_dir / 'model.pt'
+    if after in (None, 'baseline'): init = model_dir / 'model.pt'   # the baseline is the released model
     else:
         ptr = _need(pointer_path(p.exp_output, after), f'the {after} checkpoint pointer', after, p)
         init = _need(Path(ptr.read_text().strip()), f'the {after} checkpoint named in {ptr}', after, p)
     return dict(train=train, dev=dev, init=init, model_dir=model_dir)
 
-# %% ../nbs/03_train.ipynb #b434c7d3
+# %% ../nbs/03_train.ipynb #9833acdc
 def funasr_config(p: StageParams, inputs: dict) -> dict:
     "The complete funasr training configuration of a stage."
     plan = freeze_plan_config(p.stage)
     plan['llm_conf']['llm_dtype'] = 'bf16' if p.bf16 else 'fp32'
     out = stage_dir(p.exp_output, p.stage)
-    # funasr's default, 4 threads, slows a 2-core CPU 2.4x
-    ncpu = 1 if p.gpus else len(os.sched_getaffinity(0))
+    # torch threads: one per process on GPUs; on a CPU what `threads` says (one was 20-35x faster than two on a
+    # shared 2-core machine)
+    ncpu = 1 if p.gpus else (p.threads or len(os.sched_getaffinity(0)))
+    keywords = data_file(p.exp_output, STAGES[p.stage]['data'], 'dev').with_name('keywords.txt')
     return model_config(
         inputs['model_dir'], **plan, init_param=str(inputs['init']), seed=p.seed,
         train_data_set_list=str(inputs['train']), valid_data_set_list=str(inputs['dev']), output_dir=str(out),
@@ -107,17 +112,19 @@ def funasr_config(p: StageParams, inputs: dict) -> dict:
                           batch_size=p.batch_tokens, max_token_length=p.batch_tokens,
                           batch_size_token_max=4 * p.batch_tokens, sort_size=1024, shuffle=True,
                           num_workers=p.num_workers),
-        train_conf=dict(max_epoch=p.epochs, log_interval=p.log_interval, keep_nbest_models=p.avg_nbest,
-                        avg_nbest_model=p.avg_nbest, avg_keep_nbest_models_type='loss',
+        # every epoch's checkpoint is kept: the last ones may be averaged (choose_checkpoint)
+        train_conf=dict(max_epoch=p.epochs, log_interval=p.log_interval, keep_nbest_models=p.epochs,
+                        avg_nbest_model=1, avg_keep_nbest_models_type='loss',
                         early_stopping_patience=p.early_stopping, accum_grad=p.accum_grad, grad_clip=5.0,
                         validate_interval=10 ** 9, save_checkpoint_interval=10 ** 9, resume=True, use_bf16=p.bf16,
                         use_deepspeed=bool(p.deepspeed), deepspeed_config=p.deepspeed),
         optim='adamw', optim_conf=dict(lr=p.lr, weight_decay=0.0), scheduler='warmuplr',
         scheduler_conf=dict(warmup_steps=p.warmup),
-        fa8k=dict(stage=p.stage, train_log=str(out / 'train.log'), dev_data=str(inputs['dev']),
-                  dev_cer_utts=p.dev_cer_utts, max_nan_in_row=p.max_nan_in_row, lr_scale=1.0, warmup_scale=1.0))
+        fa8k=dict(stage=p.stage, train_log=str(out / 'train.log'), dev_data=str(inputs['dev']), dev_utts=p.dev_utts,
+                  dev_seed=p.seed, keywords=str(keywords) if keywords.is_file() else None,
+                  max_nan_in_row=p.max_nan_in_row, lr_scale=1.0, warmup_scale=1.0))
 
-# %% ../nbs/03_train.ipynb #7753264b
+# %% ../nbs/03_train.ipynb #ff069112
 def funasr_settings(cfg: dict) -> dict:
     "The funasr settings that decide what a stage learns: optimiser, schedule, clip, averaging, CTC weight, token cap."
     t, d = cfg['train_conf'], cfg['dataset_conf']
@@ -125,12 +132,11 @@ def funasr_settings(cfg: dict) -> dict:
                 grad_clip=t['grad_clip'], schedule=f"{cfg['scheduler']} ({cfg['scheduler_conf']['warmup_steps']} "
                 'warm-up steps, then lr x (warm-up / step) ** 0.5)', epochs=t['max_epoch'], accum_grad=t['accum_grad'],
                 batch=f"{d['batch_size']} tokens ({d['batch_type']} batches, padded length x utterances)",
-                token_cap=d['max_token_length'], averaging=f"{t['avg_nbest_model']} best epochs by dev "
-                f"{t['avg_keep_nbest_models_type']} -> model.pt.avg", early_stopping=t['early_stopping_patience'],
+                token_cap=d['max_token_length'], early_stopping=t['early_stopping_patience'],
                 ctc_weight=cfg.get('ctc_weight'), ctc_loss=cfg.get('ctc_train', False),
                 llm_dtype=cfg['llm_conf']['llm_dtype'], device=cfg['device'], threads=cfg['ncpu'])
 
-# %% ../nbs/03_train.ipynb #af9489f5
+# %% ../nbs/03_train.ipynb #b307e5c9
 from funasr.train_utils.trainer_ds import Trainer as FunasrTrainer
 
 class Fa8kTrainer(FunasrTrainer):
@@ -157,7 +163,7 @@ class Fa8kTrainer(FunasrTrainer):
             line = dict(stage=self.fa8k.get('stage'), time=round(time.time() - self._t0, 2), **line)
             f.write(json.dumps(line, ensure_ascii=False) + '\n')
 
-# %% ../nbs/03_train.ipynb #fbdcc08b
+# %% ../nbs/03_train.ipynb #b22b20ac
 @patch
 def resume_checkpoint(self: Fa8kTrainer, model=None, optim=None, scheduler=None, scaler=None, **kwargs):
     super(Fa8kTrainer, self).resume_checkpoint(model=model, optim=optim, scheduler=scheduler, scaler=scaler, **kwargs)
@@ -169,7 +175,7 @@ def resume_checkpoint(self: Fa8kTrainer, model=None, optim=None, scheduler=None,
     self.journal(event='start', epoch=self.start_epoch, lr_scale=lr_scale, warmup_scale=warmup_scale,
                  device=str(self.device))
 
-# %% ../nbs/03_train.ipynb #43e32704
+# %% ../nbs/03_train.ipynb #53685448
 def split_batch(batch: dict) -> tuple[dict, dict] | None:
     "A funasr batch cut in two halves along the utterance axis; None for a single utterance."
     n = batch['input_ids'].shape[0]
@@ -185,7 +191,7 @@ def batch_keys(batch: dict) -> list:
     "The utterance keys of a funasr batch (for messages naming what failed)."
     return [it.get('key') for it in batch.get('item', []) if isinstance(it, dict)]
 
-# %% ../nbs/03_train.ipynb #ed85e91b
+# %% ../nbs/03_train.ipynb #dec8e73e
 @patch
 def train_epoch(self: Fa8kTrainer, *args, scaler=None, **kwargs):
     self._scaler = scaler
@@ -200,7 +206,7 @@ def forward_step(self: Fa8kTrainer, model, batch, loss_dict={}):
 def backward_step(self: Fa8kTrainer, model, scaler, loss_dict={}):
     pass   # done in forward_step, where an out-of-memory batch can still be split
 
-# %% ../nbs/03_train.ipynb #9223a5f4
+# %% ../nbs/03_train.ipynb #09eefda3
 @patch
 def _guarded_step(self: Fa8kTrainer, model, batch, loss_dict, share):
     try:
@@ -222,7 +228,7 @@ def _guarded_step(self: Fa8kTrainer, model, batch, loss_dict, share):
         loss_dict.update(loss=sum(d['loss'].detach() for d in parts) / len(parts), stats=parts[0]['stats'],
                          weight=parts[0]['weight'])
 
-# %% ../nbs/03_train.ipynb #3e3739e4
+# %% ../nbs/03_train.ipynb #c6b083ec
 class Diverged(RuntimeError):
     "Too many non-finite losses in a row: the stage rolls back to its last checkpoint."
 
@@ -240,7 +246,7 @@ def update_step(self: Fa8kTrainer, model, optim, scheduler, scaler, loss_dict=No
         optim.zero_grad(set_to_none=True); self._skip = False; return
     super(Fa8kTrainer, self).update_step(model, optim, scheduler, scaler, loss_dict=loss_dict)
 
-# %% ../nbs/03_train.ipynb #95ddf5f8
+# %% ../nbs/03_train.ipynb #4978f7cb
 @patch
 def log(self: Fa8kTrainer, loss_dict: dict = None, tag='train', **kwargs):
     super(Fa8kTrainer, self).log(loss_dict, tag=tag, **kwargs)
@@ -250,7 +256,8 @@ def log(self: Fa8kTrainer, loss_dict: dict = None, tag='train', **kwargs):
         if k not in st: continue
         self._parts[k] = self._parts.get(k, 0.0) + float(st[k])
         self._parts[k + '_n'] = self._parts.get(k + '_n', 0) + 1
-    if (loss_dict['batch_idx'] + 1) % self.log_interval: return
+    last = loss_dict['batch_idx'] + 1 == loss_dict.get('batch_num_epoch')   # every epoch logs a step, short ones too
+    if (loss_dict['batch_idx'] + 1) % self.log_interval and not last: return
     val = lambda k: round(float(st[k]), 5) if k in st else None
     secs = max(float(sp.get('total_time', 0) or 0), 1e-9)
     self.journal(event='step', epoch=loss_dict['epoch'] + 1, step=loss_dict['batch_total'],
@@ -260,20 +267,26 @@ def log(self: Fa8kTrainer, loss_dict: dict = None, tag='train', **kwargs):
                  frames_per_s=round(float(st.get('batch_size_real_frames', 0)) / secs, 1),
                  nan_skipped=self.nan_skipped, oom_splits=self.oom_splits)
 
-# %% ../nbs/03_train.ipynb #3b30d92d
-def dev_cer(model, fa8k: dict, model_kwargs: dict, device, batch: int = 8) -> float | None:
-    "CER (%) on the first dev utterances; None when decoding is off."
-    if not fa8k.get('dev_cer_utts') or not model_kwargs: return None
-    items = read_test_set(fa8k['dev_data'])[:fa8k['dev_cer_utts']]
+# %% ../nbs/03_train.ipynb #801d4b5b
+def dev_sample(dev_data, n: int, seed: int = 0) -> list:
+    "A seeded sample of `n` utterances of a dev set (file order kept); all of them if it has fewer."
+    items = read_test_set(dev_data)
+    if n >= len(items): return items
+    keep = np.sort(np.random.default_rng(seed).choice(len(items), n, replace=False))
+    return [items[i] for i in keep]
+
+def dev_scores(model, items: list, tokenizer, frontend, device='cpu', keywords=None, batch: int = 8) -> dict:
+    "CER (and KWER with a keyword file) in % of `items` decoded by `model`."
     hyps = []
     for i in range(0, len(items), batch):
         chunk = items[i:i + batch]
-        hyps += decode(model, [read_audio(it.source) for it in chunk], [it.key for it in chunk],
-                       model_kwargs['tokenizer'], model_kwargs['frontend'], device)
+        hyps += decode(model, [read_audio(it.source) for it in chunk], [it.key for it in chunk], tokenizer, frontend,
+                       device)
     pairs = [dict(key=it.key, ref=it.target or '', hyp=h) for it, h in zip(items, hyps)]
-    return round(100 * score(pairs, n_boot=0)['cer'], 2)
+    m = score(pairs, read_keywords(keywords) if keywords else [], n_boot=0)
+    return dict(cer=round(100 * m['cer'], 2), kwer=None if m['kwer'] is None else round(100 * m['kwer'], 2))
 
-# %% ../nbs/03_train.ipynb #a0e61f00
+# %% ../nbs/03_train.ipynb #6ad17e96
 @patch
 def validate_epoch(self: Fa8kTrainer, model=None, dataloader_val=None, epoch=None, writer=None, **kwargs):
     super(Fa8kTrainer, self).validate_epoch(model=model, dataloader_val=dataloader_val, epoch=epoch, writer=writer,
@@ -282,12 +295,16 @@ def validate_epoch(self: Fa8kTrainer, model=None, dataloader_val=None, epoch=Non
     parts = {f'train_{k}': round(self._parts[k] / self._parts[k + '_n'], 5)
              for k in ('llm_loss', 'ctc_loss') if self._parts.get(k + '_n')}
     self._parts = {}
+    f, dev = self.fa8k, {}
+    if f.get('dev_utts') and self.model_kwargs:
+        items = dev_sample(f['dev_data'], f['dev_utts'], f.get('dev_seed', 0))
+        scores = dev_scores(model, items, **self.model_kwargs, device=self.device, keywords=f.get('keywords'))
+        dev = dict(dev_cer=scores['cer'], dev_kwer=scores['kwer'], dev_utts=len(items), dev_seed=f.get('dev_seed', 0))
     self.journal(event='epoch', epoch=epoch, train_loss=round(self.train_loss_avg, 5), **parts,
-                 dev_loss=round(self.val_loss_avg, 5), dev_acc=round(self.val_acc_avg, 5),
-                 dev_cer=dev_cer(model, self.fa8k, self.model_kwargs, self.device),
+                 dev_loss=round(self.val_loss_avg, 5), dev_acc=round(self.val_acc_avg, 5), **dev,
                  nan_skipped=self.nan_skipped, oom_splits=self.oom_splits)
 
-# %% ../nbs/03_train.ipynb #b845db92
+# %% ../nbs/03_train.ipynb #0a9ee7da
 EXIT_DIVERGED = 3
 
 @call_parse
@@ -305,21 +322,23 @@ def train_worker_cli(config: str):   # a stage_config.yaml written by run_stage
     except Diverged as e:
         logging.error(f'diverged: {e}'); sys.exit(EXIT_DIVERGED)
 
-# %% ../nbs/03_train.ipynb #bb916a19
+# %% ../nbs/03_train.ipynb #3c6ea914
 def launch_command(p: StageParams, config: Path) -> tuple[list[str], dict]:
     "The command and environment that train a stage: the worker itself on CPU, torchrun over the GPUs otherwise."
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')
     worker = shutil.which('fa8k-train-worker', path=path)
     if worker is None: raise RuntimeError('fa8k-train-worker is not installed: pip install -e . (./run setup)')
     env = dict(os.environ, PYTHONUNBUFFERED='1')
-    if not p.gpus: return [worker, str(config)], env
+    if not p.gpus:
+        if p.threads: env.update(OMP_NUM_THREADS=str(p.threads), MKL_NUM_THREADS=str(p.threads))
+        return [worker, str(config)], env
     n = len([g for g in p.gpus.split(',') if g.strip()])
     cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={n}', f'--nnodes={p.nnodes}']
     cmd += ['--rdzv_backend=c10d', f'--rdzv_endpoint={p.rdzv_endpoint}'] if p.nnodes > 1 else ['--standalone']
     env['CUDA_VISIBLE_DEVICES'] = p.gpus
     return cmd + ['--no-python', worker, str(config)], env
 
-# %% ../nbs/03_train.ipynb #7aa3e792
+# %% ../nbs/03_train.ipynb #5d803e98
 def read_log(path) -> list[dict]:
     "The JSON lines of a train.log (a torn last line is ignored)."
     out = []
@@ -347,23 +366,61 @@ def _train(p: StageParams, cfg: dict, out: Path) -> int:
             if done: return proc.returncode
             time.sleep(1)
 
-# %% ../nbs/03_train.ipynb #f3b51457
+# %% ../nbs/03_train.ipynb #0f127239
 def _tail(path, n: int = 15) -> str:
     return ''.join(open(path, errors='replace').readlines()[-n:]) if Path(path).exists() else ''
 
-def finish_checkpoints(out: Path, n: int) -> Path:
-    "model.pt.avg: funasr's average of the n best checkpoints, under the plan's name."
-    src = out / f'model.pt.avg{n}'
-    if not src.exists():
-        raise RuntimeError(f'{out}: funasr wrote no {src.name} (did training finish? see {out / "funasr.log"})')
-    shutil.copyfile(src, out / 'model.pt.avg.tmp'); os.replace(out / 'model.pt.avg.tmp', out / 'model.pt.avg')
-    return out / 'model.pt.avg'
+def mean_state(states: list[dict]) -> dict:
+    "The element-wise mean of state dicts (integer tensors, such as counters, from the last one)."
+    return {k: (torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v)
+            for k, v in states[-1].items()}
 
-# %% ../nbs/03_train.ipynb #790fe5b0
+# %% ../nbs/03_train.ipynb #adf32d50
+def _epoch_lines(out: Path) -> list[dict]:
+    "The last line logged for each epoch (a resumed epoch logs again)."
+    return list({l['epoch']: l for l in read_log(out / 'train.log') if l.get('event') == 'epoch'}.values())
+
+def stage_model(p: StageParams, cfg: dict):
+    "The stage's model as its training built it (the starting checkpoint loaded, LoRA wrapped): an AutoModel."
+    classes = {k: cfg.get(k) for k in ('model', 'peft_lora', 'ctc_train')}
+    return load_model(p.model_dir, device='cuda' if p.gpus else 'cpu', **classes, init_param=cfg['init_param'])
+
+# %% ../nbs/03_train.ipynb #7658b121
+def choose_checkpoint(p: StageParams, cfg: dict, out: Path) -> tuple[Path, dict]:
+    "Write `model.pt.avg`: the epoch, or mean of the last epochs, of lowest dev CER; the choice, with the start's."
+    f, lines = cfg['fa8k'], _epoch_lines(out)
+    if not lines: raise RuntimeError(f'{out}: no epoch finished (see {out / "funasr.log"})')
+    items = dev_sample(f['dev_data'], f['dev_utts'], f['dev_seed'])
+    am = stage_model(p, cfg)
+    kw = dict(tokenizer=am.kwargs['tokenizer'], frontend=am.kwargs['frontend'], device=am.kwargs['device'],
+              keywords=f.get('keywords'))
+    start = dev_scores(am.model, items, **kw)
+    cands = [dict(name=f"epoch {l['epoch']}", epochs=[l['epoch']], cer=l['dev_cer'], kwer=l.get('dev_kwer'))
+             for l in lines]
+    last = [l['epoch'] for l in lines][-p.avg_last:]
+    for k in range(2, len(last) + 1):
+        am.model.load_state_dict(mean_state([_epoch_state(out, e) for e in last[-k:]]), strict=False)
+        scores = dev_scores(am.model, items, **kw)
+        cands.append(dict(name=f'mean of epochs {last[-k]}-{last[-1]}', epochs=last[-k:], **scores))
+    best = min(cands, key=lambda c: (c['cer'], len(c['epochs'])))
+    state = mean_state([_epoch_state(out, e) for e in best['epochs']])
+    torch.save({'state_dict': state}, out / 'model.pt.avg.tmp')
+    os.replace(out / 'model.pt.avg.tmp', out / 'model.pt.avg')
+    single = min(c['cer'] for c in cands if len(c['epochs']) == 1)
+    why = (f"lowest dev CER {best['cer']} % on {len(items)} dev utterances (seed {f['dev_seed']}); "
+           f"best single epoch {single} %")
+    return out / 'model.pt.avg', dict(dev_utts=len(items), dev_seed=f['dev_seed'], start=start, candidates=cands,
+                                      chosen=best['name'], chosen_scores=dict(cer=best['cer'], kwer=best['kwer']),
+                                      why=why)
+
+def _epoch_state(out: Path, epoch: int) -> dict:
+    return torch.load(out / f'model.pt.ep{epoch}', map_location='cpu')['state_dict']
+
+# %% ../nbs/03_train.ipynb #eebf79f5
 def finalize_lora(p: StageParams, cfg: dict, avg: Path) -> Path:
     "Stage 3: the LoRA adapter in peft's format (lora_adapter/) and a merged model directory for stock funasr (final/)."
     out = stage_dir(p.exp_output, p.stage)
-    classes = {k: cfg[k] for k in ('model', 'peft_lora', 'ctc_train')}
+    classes = {k: cfg.get(k) for k in ('model', 'peft_lora', 'ctc_train')}
     am = load_model(p.model_dir, **classes, init_param=cfg['init_param'])
     m = am.model
     state = torch.load(avg, map_location='cpu')['state_dict']
@@ -382,7 +439,7 @@ def finalize_lora(p: StageParams, cfg: dict, avg: Path) -> Path:
     write_atomic(final / 'config.yaml', stock_yaml)
     return final / 'model.pt'
 
-# %% ../nbs/03_train.ipynb #3fe5f860
+# %% ../nbs/03_train.ipynb #2c5010f6
 def _stage_report(p: StageParams, inputs: dict, target: Path, t0: float, attempts: list) -> dict:
     "What a finished stage did: parameters, inputs, checkpoint, epochs, first and last loss, guards."
     log = read_log(stage_dir(p.exp_output, p.stage) / 'train.log')
@@ -417,14 +474,14 @@ def run_stage(p: StageParams) -> dict:
             continue
         log = out / 'funasr.log'
         raise RuntimeError(f'{p.stage}: training failed (exit {rc}); {log} ends with:\n{_tail(log)}')
-    avg = finish_checkpoints(out, p.avg_nbest)
+    avg, choice = choose_checkpoint(p, cfg, out)
     target = finalize_lora(p, cfg, avg) if p.stage == 'stage3' else avg
-    report = _stage_report(p, inputs, target, t0, attempts)
+    report = dict(_stage_report(p, inputs, target, t0, attempts), choice=choice)
     write_atomic(out / 'stage_report.json', json.dumps(report, ensure_ascii=False, indent=1))
     write_atomic(ptr, str(target) + '\n')
     return report
 
-# %% ../nbs/03_train.ipynb #57549384
+# %% ../nbs/03_train.ipynb #2256e739
 def _data_line(path: Path, data_set: str, split: str) -> str:
     "A data file with its lines and hours (from Stage 0's report where there is one)."
     rep_path = path.parent / 'report.json'
@@ -447,7 +504,7 @@ def describe_stage(p: StageParams) -> dict:
     start = 'the model directory' if from_model else f"{after}'s pointer"
     print(f"Data: {data} ({DATA_SETS[data]['about']})")
     print('  ' + _data_line(inputs['train'], data, 'train'))
-    print('  ' + _data_line(inputs['dev'], data, 'dev') + f'; dev CER each epoch on its first {p.dev_cer_utts}')
+    print('  ' + _data_line(inputs['dev'], data, 'dev') + f'; dev CER each epoch on {p.dev_utts} (seed {p.seed})')
     print(f"Starts from: {inputs['init']} ({start})")
     print(f"Writes: {stage_dir(p.exp_output, p.stage)}, pointer {pointer_path(p.exp_output, p.stage).name}\n")
     print('funasr settings:')
@@ -456,7 +513,7 @@ def describe_stage(p: StageParams) -> dict:
     for f in fields(p): print(f'  {f.name:16} {getattr(p, f.name)}')
     return dict(ready=True, inputs={k: str(v) for k, v in inputs.items()}, funasr=settings, params=asdict(p))
 
-# %% ../nbs/03_train.ipynb #5626bf75
+# %% ../nbs/03_train.ipynb #a892b410
 def plot_curves(report: dict, report_dir=None):
     "Training loss per step, train and dev loss per epoch, dev CER per epoch; <stage>_curves.png in report_dir."
     import matplotlib.pyplot as plt
@@ -479,30 +536,53 @@ def plot_curves(report: dict, report_dir=None):
         Path(report_dir).mkdir(parents=True, exist_ok=True); fig.savefig(Path(report_dir) / f'{stage}_curves.png')
     return fig
 
-# %% ../nbs/03_train.ipynb #815d1eb7
+# %% ../nbs/03_train.ipynb #a6d808e5
 def block_of(key: str) -> str:
     "The model block a parameter name belongs to."
     return key.split('.')[0]
 
 def changed_blocks(before, after, atol: float = 0.0) -> set[str]:
-    "Blocks with at least one tensor that differs between two checkpoints (tensors present in both)."
+    "Blocks with a tensor that differs between two checkpoints, or only in the second (a branch made and trained)."
     a, b = [torch.load(p, map_location='cpu')['state_dict'] for p in (before, after)]
-    return {block_of(k) for k in a.keys() & b.keys()
-            if a[k].shape == b[k].shape and not torch.allclose(a[k].float(), b[k].float(), atol=atol)}
+    return {block_of(k) for k in b if k not in a or (a[k].shape == b[k].shape and
+                                                    not torch.allclose(a[k].float(), b[k].float(), atol=atol))}
 
-# %% ../nbs/03_train.ipynb #2214407b
-def check_stage(report: dict) -> dict:
-    "Assert that a stage learned (its watched loss fell) and changed exactly its freeze plan's blocks; the findings."
+# %% ../nbs/03_train.ipynb #e86c8846
+def check_stage(report: dict, effect: bool = True) -> dict:
+    "Assert that a stage learned, changed just its freeze plan's blocks, had its effect; else withdraw its pointer."
+    try: return _checks(report, effect)
+    except AssertionError as e:
+        Path(report['pointer']).unlink(missing_ok=True)
+        raise AssertionError(f"{e}\n(the pointer {report['pointer']} is withdrawn: no stage starts from a checkpoint "
+                             'that failed its checks; a rerun trains on from the last epoch, checks again)') from None
+
+def _checks(report: dict, effect: bool) -> dict:
     stage, key, plan_drop = report['stage'], EXPECT[report['stage']]['loss'], EXPECT[report['stage']]['drop']
     first, last = report['epochs'][0], report['epochs'][-1]
     drop = 1 - last[key] / first[key]
     expects = f" (the plan expects {100 * plan_drop:.0f} %+ at full scale)" if plan_drop else ''
     print(f"{key}: epoch {first['epoch']} {first[key]:.3f} -> epoch {last['epoch']} {last[key]:.3f}: "
-          f"{100 * drop:.1f} % down{expects}"
-          + f"; dev CER {first['dev_cer']} -> {last['dev_cer']} %")
+          f"{100 * drop:.1f} % down{expects}; dev CER {first.get('dev_cer')} -> {last.get('dev_cer')} %")
     if last['epoch'] > first['epoch']: assert drop > 0, f'{stage}: {key} did not fall ({first[key]} -> {last[key]})'
     changed = changed_blocks(report['inputs']['init'], report['checkpoint'])
     expect = {'llm'} if stage == 'stage3' else set(FREEZE_PLANS[stage])
     print('blocks changed:', sorted(changed), '(the freeze plan:', sorted(expect), ')')
     assert changed == expect, f'{stage}: changed {sorted(changed)}, the freeze plan trains {sorted(expect)}'
-    return dict(loss=key, first=first[key], last=last[key], drop=round(drop, 4), changed=sorted(changed))
+    return dict(loss=key, first=first[key], last=last[key], drop=round(drop, 4), changed=sorted(changed),
+                effect=check_effect(report) if effect else None)
+
+# %% ../nbs/03_train.ipynb #701d9e6a
+def check_effect(report: dict) -> dict:
+    "Assert the stage's effect on its dev set (STAGE_CHECKS): metrics that must fall, or not rise beyond a slack."
+    c, choice = STAGE_CHECKS.get(report['stage']), report.get('choice')
+    if not c or not choice: return {}
+    start, end, found = choice['start'], choice['chosen_scores'], {}
+    for m in c['lower'] + c['keep']:
+        found[m] = (start[m], end[m])
+        print(f"dev {m.upper()} ({choice['dev_utts']} utterances): {start[m]} % at the start -> {end[m]} % "
+              f"({choice['chosen']})")
+        assert end[m] is not None and start[m] is not None, f"{report['stage']}: no dev {m} (a keyword list?)"
+        if m in c['lower']:
+            assert end[m] < start[m], f"{report['stage']}: dev {m} did not fall ({start[m]} -> {end[m]})"
+        else: assert end[m] <= start[m] + 100 * c['slack'], f"{report['stage']}: dev {m} rose {start[m]} -> {end[m]}"
+    return found

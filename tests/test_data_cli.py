@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 from conftest import cli, tree_bytes
 
-SIZES = ['--general_train', '24', '--general_dev', '8', '--tel_train', '30', '--tel_dev', '12', '--tel_test', '8']
+SIZES = ['--general_train', '24', '--general_dev', '8', '--general_test', '8', '--tel_train', '30', '--tel_dev', '12',
+         '--tel_test', '8']
 KIND_TO_REASON = {'annotation_error': 'annotation_error', 'annotation_error_inside': 'annotation_error',
                   'empty': 'empty', 'missing': 'missing', 'unreadable': 'unreadable', 'wrong_rate': 'wrong_rate',
                   'broken_json': 'bad_line'}
@@ -23,11 +24,12 @@ def corpus(tmp_path_factory) -> Path:
 def test_corpus_is_deterministic_and_described(corpus, tmp_path):
     info = json.loads((corpus / 'corpus.json').read_text())
     assert info['manifests']['telephone/audio_neutral.jsonl'] == 30 and len(info['faults']) == 11 + 4
-    assert (corpus / 'keywords.txt').read_text().split()[:3] == ['套餐', '流量', '宽带']
+    assert (corpus / 'telephone' / 'keywords.txt').read_text().split()[:3] == ['套餐', '流量', '宽带']
     prov = [json.loads(l) for l in open(corpus / 'provenance.jsonl')]
-    assert len(prov) == 24 + 8 + 30 + 12 + 8 and all({'voice', 'pitch', 'wpm', 'text'} <= set(p) for p in prov)
+    assert len(prov) == 24 + 8 + 8 + 30 + 12 + 8 and all({'voice', 'pitch', 'wpm', 'text'} <= set(p) for p in prov)
     train_voices = {p['voice'] for p in prov if p['manifest'] in ('train_M', 'audio_neutral')}
-    assert not train_voices & {p['voice'] for p in prov if p['manifest'] == 'test'}, 'test speakers must be held out'
+    test_voices = {p['voice'] for p in prov if p['manifest'] in ('test', 'test_net')}
+    assert not train_voices & test_voices, 'test speakers must be held out'
     again = tmp_path / 'again'
     run('fa8k-make-corpus', again, *SIZES)
     a, b = tree_bytes(corpus), tree_bytes(again)

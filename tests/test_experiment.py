@@ -44,7 +44,7 @@ def killed_and_rerun(tmp_path_factory):
 def test_killed_run_resumes_and_finishes(killed_and_rerun):
     d = killed_and_rerun
     exp = d / 'exp_output/exp/8k_telephone'
-    for ptr in ('baseline_checkpoint.txt', 'stage1_checkpoint.txt', 'stage2_checkpoint.txt', 'final_checkpoint.txt'):
+    for ptr in ('stage1_checkpoint.txt', 'stage2_checkpoint.txt', 'final_checkpoint.txt'):
         assert Path((exp / ptr).read_text().strip()).exists(), ptr
     e = epochs_of(exp / 'stage1_encoder/train.log')
     assert sorted(set(e)) == list(range(1, max(e) + 1)), f'an epoch is missing: {e}'
@@ -56,10 +56,10 @@ def test_killed_run_resumes_and_finishes(killed_and_rerun):
 def test_run_report(killed_and_rerun):
     run = killed_and_rerun / 'reports' / 'r'
     text = (run / 'README.md').read_text()
-    for part in ('## Results', '## Data (Stage 0)', '## Telephone channel', '## Training', '## Environment', 'funasr'):
+    for part in ('**What this is.**', '## Results', '## Released model', '## Data (Stage 0)', '## Telephone channel',
+                 '## Training', '## Environment', 'funasr'):
         assert part in text, part
-    for nb in ('00_channel_sim', '01_data_prep', '02_model', '10_baseline', '10_stage1', '20_stage2', '30_stage3',
-               '40_eval'):
+    for nb in ('00_channel_sim', '01_data_prep', '10_stage1', '20_stage2', '30_stage3', '40_eval'):
         assert (run / f'{nb}.ipynb').exists(), nb
     assert not list((ROOT / 'nbs').glob('*_out*.ipynb'))
 

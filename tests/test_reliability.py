@@ -153,7 +153,8 @@ def test_corrupt_audio_is_named_in_every_stage0_set(speech_manifest, tmp_path):
             assert r['n_kept'] == 6, (data_set, split)
 
 def test_make_corpus_refuses_another_corpus_and_small_counts(tmp_path):
-    sizes = ['--general_train', '4', '--general_dev', '2', '--tel_train', '12', '--tel_dev', '5', '--tel_test', '2']
+    sizes = ['--general_train', '4', '--general_dev', '2', '--general_test', '2', '--tel_train', '12', '--tel_dev', '5',
+             '--tel_test', '2']
     run('fa8k-make-corpus', tmp_path / 'c', *sizes)
     r = run('fa8k-make-corpus', tmp_path / 'c', *sizes, '--seed', '1', check=False)
     assert r.returncode == 2 and 'other settings (seed 0 -> 1)' in r.stderr, r.stderr
