@@ -9,7 +9,7 @@ __all__ = ['PLAN_NUMBERS', 'MAKERS', 'EXIT_DIVERGED', 'StageParams', 'MissingInp
            'finalize_lora', 'run_stage', 'describe_stage', 'plot_curves', 'block_of', 'changed_blocks', 'check_stage',
            'check_effect']
 
-# %% ../nbs/03_train.ipynb #316fecc5
+# %% ../nbs/03_train.ipynb #d9249d0c
 import datetime, json, logging, os, shutil, subprocess, sys, time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -22,12 +22,12 @@ from fastcore.script import call_parse
 
 from .manifest import read_audio, read_test_set
 from .model import decode, freeze_plan_config, load_model, model_config
-from .plan import (DATA_SETS, EXPECT, FREEZE_PLANS, RELEASED_TINY, SETTINGS, STAGE_CHECKS, STAGES, data_file,
-                             plan_table, pointer_path, stage_dir)
+from .plan import (DATA_SETS, EXPECT, FREEZE_PLANS, LORA, RELEASED_TINY, SETTINGS, STAGE_CHECKS, STAGES,
+                             data_file, plan_table, pointer_path, stage_dir)
 from .score import read_keywords, score
 from .store import write_atomic
 
-# %% ../nbs/03_train.ipynb #9863e0e1
+# %% ../nbs/03_train.ipynb #0dafce13
 PLAN_NUMBERS = ('lr', 'batch_tokens', 'epochs', 'warmup', 'accum_grad', 'early_stopping')
 
 @dataclass
@@ -65,7 +65,7 @@ class StageParams:
             if plan is None: raise ValueError(f'{self.stage} at {self.scale} scale: the plan has no {k}; give it')
             setattr(self, k, plan[k])
 
-# %% ../nbs/03_train.ipynb #78407b93
+# %% ../nbs/03_train.ipynb #18baa3d1
 class MissingInput(FileNotFoundError):
     "A stage input that does not exist; the message names it and the command that makes it."
 
@@ -80,7 +80,7 @@ def _need(path: Path, what: str, maker: str, p: StageParams) -> Path:
         raise MissingInput(f'{p.stage}: missing {what}: {path}\n  make it with: {MAKERS[maker].format(**asdict(p))}')
     return Path(path)
 
-# %% ../nbs/03_train.ipynb #daad30b6
+# %% ../nbs/03_train.ipynb #4a3d0cc9
 def stage_inputs(p: StageParams) -> dict:
     "The data files and the starting checkpoint of a stage; `MissingInput` naming what is missing."
     data = STAGES[p.stage]['data']
@@ -94,10 +94,10 @@ def stage_inputs(p: StageParams) -> dict:
         init = _need(Path(ptr.read_text().strip()), f'the {after} checkpoint named in {ptr}', after, p)
     return dict(train=train, dev=dev, init=init, model_dir=model_dir)
 
-# %% ../nbs/03_train.ipynb #9833acdc
+# %% ../nbs/03_train.ipynb #2784c97f
 def funasr_config(p: StageParams, inputs: dict) -> dict:
     "The complete funasr training configuration of a stage."
-    plan = freeze_plan_config(p.stage)
+    plan = freeze_plan_config(p.stage, LORA[p.scale])
     plan['llm_conf']['llm_dtype'] = 'bf16' if p.bf16 else 'fp32'
     out = stage_dir(p.exp_output, p.stage)
     # torch threads: one per process on GPUs; on a CPU what `threads` says (one was 20-35x faster than two on a
@@ -124,7 +124,7 @@ def funasr_config(p: StageParams, inputs: dict) -> dict:
                   dev_seed=p.seed, keywords=str(keywords) if keywords.is_file() else None,
                   max_nan_in_row=p.max_nan_in_row, lr_scale=1.0, warmup_scale=1.0))
 
-# %% ../nbs/03_train.ipynb #ff069112
+# %% ../nbs/03_train.ipynb #a01c34a7
 def funasr_settings(cfg: dict) -> dict:
     "The funasr settings that decide what a stage learns: optimiser, schedule, clip, averaging, CTC weight, token cap."
     t, d = cfg['train_conf'], cfg['dataset_conf']
@@ -136,7 +136,7 @@ def funasr_settings(cfg: dict) -> dict:
                 ctc_weight=cfg.get('ctc_weight'), ctc_loss=cfg.get('ctc_train', False),
                 llm_dtype=cfg['llm_conf']['llm_dtype'], device=cfg['device'], threads=cfg['ncpu'])
 
-# %% ../nbs/03_train.ipynb #b307e5c9
+# %% ../nbs/03_train.ipynb #cd2d7a75
 from funasr.train_utils.trainer_ds import Trainer as FunasrTrainer
 
 class Fa8kTrainer(FunasrTrainer):
@@ -163,7 +163,7 @@ class Fa8kTrainer(FunasrTrainer):
             line = dict(stage=self.fa8k.get('stage'), time=round(time.time() - self._t0, 2), **line)
             f.write(json.dumps(line, ensure_ascii=False) + '\n')
 
-# %% ../nbs/03_train.ipynb #b22b20ac
+# %% ../nbs/03_train.ipynb #08ee1fb1
 @patch
 def resume_checkpoint(self: Fa8kTrainer, model=None, optim=None, scheduler=None, scaler=None, **kwargs):
     super(Fa8kTrainer, self).resume_checkpoint(model=model, optim=optim, scheduler=scheduler, scaler=scaler, **kwargs)
@@ -175,7 +175,7 @@ def resume_checkpoint(self: Fa8kTrainer, model=None, optim=None, scheduler=None,
     self.journal(event='start', epoch=self.start_epoch, lr_scale=lr_scale, warmup_scale=warmup_scale,
                  device=str(self.device))
 
-# %% ../nbs/03_train.ipynb #53685448
+# %% ../nbs/03_train.ipynb #1fcc52bb
 def split_batch(batch: dict) -> tuple[dict, dict] | None:
     "A funasr batch cut in two halves along the utterance axis; None for a single utterance."
     n = batch['input_ids'].shape[0]
@@ -191,7 +191,7 @@ def batch_keys(batch: dict) -> list:
     "The utterance keys of a funasr batch (for messages naming what failed)."
     return [it.get('key') for it in batch.get('item', []) if isinstance(it, dict)]
 
-# %% ../nbs/03_train.ipynb #dec8e73e
+# %% ../nbs/03_train.ipynb #9eb8548f
 @patch
 def train_epoch(self: Fa8kTrainer, *args, scaler=None, **kwargs):
     self._scaler = scaler
@@ -206,7 +206,7 @@ def forward_step(self: Fa8kTrainer, model, batch, loss_dict={}):
 def backward_step(self: Fa8kTrainer, model, scaler, loss_dict={}):
     pass   # done in forward_step, where an out-of-memory batch can still be split
 
-# %% ../nbs/03_train.ipynb #09eefda3
+# %% ../nbs/03_train.ipynb #96ef4ec0
 @patch
 def _guarded_step(self: Fa8kTrainer, model, batch, loss_dict, share):
     try:
@@ -228,7 +228,7 @@ def _guarded_step(self: Fa8kTrainer, model, batch, loss_dict, share):
         loss_dict.update(loss=sum(d['loss'].detach() for d in parts) / len(parts), stats=parts[0]['stats'],
                          weight=parts[0]['weight'])
 
-# %% ../nbs/03_train.ipynb #c6b083ec
+# %% ../nbs/03_train.ipynb #ac813d94
 class Diverged(RuntimeError):
     "Too many non-finite losses in a row: the stage rolls back to its last checkpoint."
 
@@ -246,7 +246,7 @@ def update_step(self: Fa8kTrainer, model, optim, scheduler, scaler, loss_dict=No
         optim.zero_grad(set_to_none=True); self._skip = False; return
     super(Fa8kTrainer, self).update_step(model, optim, scheduler, scaler, loss_dict=loss_dict)
 
-# %% ../nbs/03_train.ipynb #4978f7cb
+# %% ../nbs/03_train.ipynb #869c349c
 @patch
 def log(self: Fa8kTrainer, loss_dict: dict = None, tag='train', **kwargs):
     super(Fa8kTrainer, self).log(loss_dict, tag=tag, **kwargs)
@@ -267,7 +267,7 @@ def log(self: Fa8kTrainer, loss_dict: dict = None, tag='train', **kwargs):
                  frames_per_s=round(float(st.get('batch_size_real_frames', 0)) / secs, 1),
                  nan_skipped=self.nan_skipped, oom_splits=self.oom_splits)
 
-# %% ../nbs/03_train.ipynb #801d4b5b
+# %% ../nbs/03_train.ipynb #dc8a157d
 def dev_sample(dev_data, n: int, seed: int = 0) -> list:
     "A seeded sample of `n` utterances of a dev set (file order kept); all of them if it has fewer."
     items = read_test_set(dev_data)
@@ -286,7 +286,7 @@ def dev_scores(model, items: list, tokenizer, frontend, device='cpu', keywords=N
     m = score(pairs, read_keywords(keywords) if keywords else [], n_boot=0)
     return dict(cer=round(100 * m['cer'], 2), kwer=None if m['kwer'] is None else round(100 * m['kwer'], 2))
 
-# %% ../nbs/03_train.ipynb #6ad17e96
+# %% ../nbs/03_train.ipynb #a44197e9
 @patch
 def validate_epoch(self: Fa8kTrainer, model=None, dataloader_val=None, epoch=None, writer=None, **kwargs):
     super(Fa8kTrainer, self).validate_epoch(model=model, dataloader_val=dataloader_val, epoch=epoch, writer=writer,
@@ -304,7 +304,7 @@ def validate_epoch(self: Fa8kTrainer, model=None, dataloader_val=None, epoch=Non
                  dev_loss=round(self.val_loss_avg, 5), dev_acc=round(self.val_acc_avg, 5), **dev,
                  nan_skipped=self.nan_skipped, oom_splits=self.oom_splits)
 
-# %% ../nbs/03_train.ipynb #0a9ee7da
+# %% ../nbs/03_train.ipynb #ec8ce8e0
 EXIT_DIVERGED = 3
 
 @call_parse
@@ -322,7 +322,7 @@ def train_worker_cli(config: str):   # a stage_config.yaml written by run_stage
     except Diverged as e:
         logging.error(f'diverged: {e}'); sys.exit(EXIT_DIVERGED)
 
-# %% ../nbs/03_train.ipynb #3c6ea914
+# %% ../nbs/03_train.ipynb #b0976d0b
 def launch_command(p: StageParams, config: Path) -> tuple[list[str], dict]:
     "The command and environment that train a stage: the worker itself on CPU, torchrun over the GPUs otherwise."
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')
@@ -338,7 +338,7 @@ def launch_command(p: StageParams, config: Path) -> tuple[list[str], dict]:
     env['CUDA_VISIBLE_DEVICES'] = p.gpus
     return cmd + ['--no-python', worker, str(config)], env
 
-# %% ../nbs/03_train.ipynb #5d803e98
+# %% ../nbs/03_train.ipynb #add83d07
 def read_log(path) -> list[dict]:
     "The JSON lines of a train.log (a torn last line is ignored)."
     out = []
@@ -366,7 +366,7 @@ def _train(p: StageParams, cfg: dict, out: Path) -> int:
             if done: return proc.returncode
             time.sleep(1)
 
-# %% ../nbs/03_train.ipynb #0f127239
+# %% ../nbs/03_train.ipynb #fe21ff19
 def _tail(path, n: int = 15) -> str:
     return ''.join(open(path, errors='replace').readlines()[-n:]) if Path(path).exists() else ''
 
@@ -375,7 +375,7 @@ def mean_state(states: list[dict]) -> dict:
     return {k: (torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v)
             for k, v in states[-1].items()}
 
-# %% ../nbs/03_train.ipynb #adf32d50
+# %% ../nbs/03_train.ipynb #fc680151
 def _epoch_lines(out: Path) -> list[dict]:
     "The last line logged for each epoch (a resumed epoch logs again)."
     return list({l['epoch']: l for l in read_log(out / 'train.log') if l.get('event') == 'epoch'}.values())
@@ -385,7 +385,7 @@ def stage_model(p: StageParams, cfg: dict):
     classes = {k: cfg.get(k) for k in ('model', 'peft_lora', 'ctc_train')}
     return load_model(p.model_dir, device='cuda' if p.gpus else 'cpu', **classes, init_param=cfg['init_param'])
 
-# %% ../nbs/03_train.ipynb #7658b121
+# %% ../nbs/03_train.ipynb #562714f3
 def choose_checkpoint(p: StageParams, cfg: dict, out: Path) -> tuple[Path, dict]:
     "Write `model.pt.avg`: the epoch, or mean of the last epochs, of lowest dev CER; the choice, with the start's."
     f, lines = cfg['fa8k'], _epoch_lines(out)
@@ -416,7 +416,7 @@ def choose_checkpoint(p: StageParams, cfg: dict, out: Path) -> tuple[Path, dict]
 def _epoch_state(out: Path, epoch: int) -> dict:
     return torch.load(out / f'model.pt.ep{epoch}', map_location='cpu')['state_dict']
 
-# %% ../nbs/03_train.ipynb #eebf79f5
+# %% ../nbs/03_train.ipynb #a0afb9bf
 def finalize_lora(p: StageParams, cfg: dict, avg: Path) -> Path:
     "Stage 3: the LoRA adapter in peft's format (lora_adapter/) and a merged model directory for stock funasr (final/)."
     out = stage_dir(p.exp_output, p.stage)
@@ -439,7 +439,7 @@ def finalize_lora(p: StageParams, cfg: dict, avg: Path) -> Path:
     write_atomic(final / 'config.yaml', stock_yaml)
     return final / 'model.pt'
 
-# %% ../nbs/03_train.ipynb #2c5010f6
+# %% ../nbs/03_train.ipynb #8502d6ce
 def _stage_report(p: StageParams, inputs: dict, target: Path, t0: float, attempts: list) -> dict:
     "What a finished stage did: parameters, inputs, checkpoint, epochs, first and last loss, guards."
     log = read_log(stage_dir(p.exp_output, p.stage) / 'train.log')
@@ -481,7 +481,7 @@ def run_stage(p: StageParams) -> dict:
     write_atomic(ptr, str(target) + '\n')
     return report
 
-# %% ../nbs/03_train.ipynb #2256e739
+# %% ../nbs/03_train.ipynb #ed1430ce
 def _data_line(path: Path, data_set: str, split: str) -> str:
     "A data file with its lines and hours (from Stage 0's report where there is one)."
     rep_path = path.parent / 'report.json'
@@ -513,7 +513,7 @@ def describe_stage(p: StageParams) -> dict:
     for f in fields(p): print(f'  {f.name:16} {getattr(p, f.name)}')
     return dict(ready=True, inputs={k: str(v) for k, v in inputs.items()}, funasr=settings, params=asdict(p))
 
-# %% ../nbs/03_train.ipynb #a892b410
+# %% ../nbs/03_train.ipynb #68ec2f3f
 def plot_curves(report: dict, report_dir=None):
     "Training loss per step, train and dev loss per epoch, dev CER per epoch; <stage>_curves.png in report_dir."
     import matplotlib.pyplot as plt
@@ -536,7 +536,7 @@ def plot_curves(report: dict, report_dir=None):
         Path(report_dir).mkdir(parents=True, exist_ok=True); fig.savefig(Path(report_dir) / f'{stage}_curves.png')
     return fig
 
-# %% ../nbs/03_train.ipynb #a6d808e5
+# %% ../nbs/03_train.ipynb #d7840fec
 def block_of(key: str) -> str:
     "The model block a parameter name belongs to."
     return key.split('.')[0]
@@ -547,7 +547,7 @@ def changed_blocks(before, after, atol: float = 0.0) -> set[str]:
     return {block_of(k) for k in b if k not in a or (a[k].shape == b[k].shape and
                                                     not torch.allclose(a[k].float(), b[k].float(), atol=atol))}
 
-# %% ../nbs/03_train.ipynb #e86c8846
+# %% ../nbs/03_train.ipynb #bdfd8cde
 def check_stage(report: dict, effect: bool = True) -> dict:
     "Assert that a stage learned, changed just its freeze plan's blocks, had its effect; else withdraw its pointer."
     try: return _checks(report, effect)
@@ -571,7 +571,7 @@ def _checks(report: dict, effect: bool) -> dict:
     return dict(loss=key, first=first[key], last=last[key], drop=round(drop, 4), changed=sorted(changed),
                 effect=check_effect(report) if effect else None)
 
-# %% ../nbs/03_train.ipynb #701d9e6a
+# %% ../nbs/03_train.ipynb #3416778d
 def check_effect(report: dict) -> dict:
     "Assert the stage's effect on its dev set (STAGE_CHECKS): metrics that must fall, or not rise beyond a slack."
     c, choice = STAGE_CHECKS.get(report['stage']), report.get('choice')
