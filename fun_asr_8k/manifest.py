@@ -8,7 +8,7 @@ __all__ = ['SR_WIDE', 'SR_NARROW', 'FIELD_SPELLINGS', 'SILENCE', 'SYSTEM_PROMPT'
            'AudioError', 'wav_layout', 'wav_declared_frames', 'read_audio', 'audio_frames', 'wav_bytes', 'prompt_of',
            'chatml_line', 'formatted_item', 'read_test_set']
 
-# %% ../nbs/92_manifest.ipynb #d4ef186a
+# %% ../nbs/92_manifest.ipynb #a6eca451
 import hashlib, io, json, re, struct
 from array import array
 from contextlib import nullcontext
@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import soundfile as sf
 
-# %% ../nbs/92_manifest.ipynb #d9073244
+# %% ../nbs/92_manifest.ipynb #a5203476
 SR_WIDE = 16000   # the corpus's and the model's sample rate
 SR_NARROW = 8000  # the telephone channel's sample rate
 
@@ -41,7 +41,7 @@ class ManifestItem:
     line: dict
     hotwords: tuple = ()
 
-# %% ../nbs/92_manifest.ipynb #91678b4b
+# %% ../nbs/92_manifest.ipynb #3834b1e5
 def _json_object(text: str | bytes, where: str) -> dict:
     "The JSON object of one line; `ManifestError` naming `where` if it is not one."
     try: d = json.loads(text)
@@ -71,7 +71,7 @@ def parse_manifest_line(text: str | bytes, path, lineno: int) -> ManifestItem:
     src = src if src.is_absolute() else Path(path).parent / src
     return ManifestItem(lineno, found['key'], src, found['target'], d, tuple(hot))
 
-# %% ../nbs/92_manifest.ipynb #e8fb056a
+# %% ../nbs/92_manifest.ipynb #caa77e8f
 def read_manifest(path, skip_bad: bool = False, bad: list | None = None) -> Iterator[ManifestItem]:
     "Stream the items of a jsonl manifest; a bad line raises `ManifestError`, or with `skip_bad` goes to `bad`."
     path = Path(path)
@@ -84,7 +84,7 @@ def read_manifest(path, skip_bad: bool = False, bad: list | None = None) -> Iter
                 if not skip_bad: raise
                 if bad is not None: bad.append((lineno, str(e)))
 
-# %% ../nbs/92_manifest.ipynb #d3502ffa
+# %% ../nbs/92_manifest.ipynb #c736e228
 def unique_items(manifest, skip_bad: bool = False, bad: list | None = None) -> Iterator[ManifestItem]:
     "The items of a manifest, after a first pass that raises `ManifestError` where a key repeats or a line is bad."
     hashes, err = array('q'), None
@@ -111,7 +111,7 @@ class ManifestTuples:
         self.manifest, self.fn, self.skip_bad = manifest, fn, skip_bad
     def __iter__(self) -> Iterator[tuple]: return map(self.fn, read_manifest(self.manifest, self.skip_bad))
 
-# %% ../nbs/92_manifest.ipynb #63caff56
+# %% ../nbs/92_manifest.ipynb #f92f0568
 def output_wav_path(out_dir, key: str) -> Path:
     "Where utterance `key` goes: `wav/<2 hex>/<key>.wav`, the key made file-safe and short (disambiguated if changed)."
     h = hashlib.sha1(key.encode()).hexdigest()
@@ -120,7 +120,7 @@ def output_wav_path(out_dir, key: str) -> Path:
     if len(safe.encode()) > 120: safe = safe.encode()[:80].decode('utf-8', 'ignore')
     return Path(out_dir) / 'wav' / h[:2] / (f'{safe}.wav' if safe == key else f'{safe}-{h[:8]}.wav')
 
-# %% ../nbs/92_manifest.ipynb #6177c85b
+# %% ../nbs/92_manifest.ipynb #4e9c9e02
 class AudioError(Exception):
     "Audio that cannot be used; `reason`: missing, unreadable, wrong_rate, empty, truncated, non_finite or silent."
     def __init__(self, reason: str, path, detail: str):
@@ -150,7 +150,7 @@ def wav_declared_frames(path) -> int | None:
     w = wav_layout(path)
     return None if not w or not w['block'] or w['size'] in (0, 0xFFFFFFFF) else w['size'] // w['block']
 
-# %% ../nbs/92_manifest.ipynb #6b00f5d3
+# %% ../nbs/92_manifest.ipynb #9b0f45aa
 SILENCE = 1 / 32768   # a peak at or below one 16-bit step is digital silence
 
 def read_audio(path, sr: int | None = SR_WIDE) -> np.ndarray:
@@ -166,8 +166,11 @@ def read_audio(path, sr: int | None = SR_WIDE) -> np.ndarray:
     if not np.isfinite(x).all(): raise AudioError('non_finite', p, 'NaN or infinite samples')
     x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
     if np.abs(x).max() <= SILENCE:
-        raise AudioError('silent', p, 'digital silence (every sample within one 16-bit step of 0)')
+        raise _silent(p)
     return x
+
+def _silent(p) -> AudioError:
+    return AudioError('silent', p, 'digital silence (every sample within one 16-bit step of 0)')
 
 def _truncated(p, declared: int, held: int, sr: int) -> AudioError:
     return AudioError('truncated', p, f'the header promises {declared} frames ({declared / sr:.2f} s), '
@@ -193,7 +196,7 @@ def audio_frames(path, sr: int | None = SR_WIDE) -> int:
             if not len(x): break
             if x.max() > 1 or x.min() < -1: return declared
             left -= len(x)
-    raise AudioError('silent', p, 'digital silence (every sample within one 16-bit step of 0)')
+    raise _silent(p)
 
 def wav_bytes(x: np.ndarray, sr: int) -> bytes:
     "16-bit PCM WAV file of float audio, in memory."
@@ -201,7 +204,7 @@ def wav_bytes(x: np.ndarray, sr: int) -> bytes:
     sf.write(buf, x, sr, format='WAV', subtype='PCM_16')
     return buf.getvalue()
 
-# %% ../nbs/92_manifest.ipynb #5f0a8807
+# %% ../nbs/92_manifest.ipynb #597b29e1
 @lru_cache(None)
 def _funasr_prompt():
     from funasr.models.fun_asr_nano.model import FunASRNano
@@ -211,7 +214,7 @@ def prompt_of(hotwords: Sequence[str] = (), itn: bool = True) -> str:
     "The instruction funasr's FunASRNano puts before the audio (hotword list, ITN switch)."
     return _funasr_prompt()(None, list(hotwords), None, itn)
 
-# %% ../nbs/92_manifest.ipynb #3829f3e6
+# %% ../nbs/92_manifest.ipynb #12ab2f5c
 SYSTEM_PROMPT = 'You are a helpful assistant.'
 USER_PROMPT = '语音转写：'
 SPEECH_RE = re.compile(r'^(?P<prompt>.*)<\|startofspeech\|>!(?P<path>.+)<\|endofspeech\|>$', re.S)
@@ -224,7 +227,7 @@ def chatml_line(key: str, wav: str, target: str, speech_length: int, text_length
                                    dict(role='assistant', content=target.strip())],
                 speech_length=speech_length, text_length=text_length)
 
-# %% ../nbs/92_manifest.ipynb #b1f8107c
+# %% ../nbs/92_manifest.ipynb #ce890d85
 def formatted_item(d: dict, path, lineno: int) -> ManifestItem:
     "The utterance of a Fun-ASR-Nano formatted line: audio from the user turn, reference from the assistant's."
     where = f'{path}:{lineno}'
@@ -238,7 +241,7 @@ def formatted_item(d: dict, path, lineno: int) -> ManifestItem:
     src = src if src.is_absolute() else Path(path).parent / src
     return ManifestItem(lineno, d['key'], src, msgs.get('assistant'), d)
 
-# %% ../nbs/92_manifest.ipynb #51b7aa60
+# %% ../nbs/92_manifest.ipynb #e4016ff2
 def read_test_set(path) -> list[ManifestItem]:
     "Utterances of a FunASR jsonl manifest or a formatted jsonl, in file order; a bad line or repeated key is an error."
     path = Path(path)
