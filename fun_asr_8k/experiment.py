@@ -6,7 +6,7 @@
 __all__ = ['NBS', 'SMOKE_NOTE', 'corpus_params', 'notebook_runs', 'StageFailed', 'execute', 'md_table', 'run_report',
            'run_experiment', 'run_cli']
 
-# %% ../nbs/50_experiment.ipynb #d38caced
+# %% ../nbs/50_experiment.ipynb #92b9e504
 import datetime, json, os, sys, time
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from .data import CorpusSpec
 from .plan import DATA_SETS, RELEASED_TINY, exp_dir, plan_table
 from .store import package_versions, write_atomic
 
-# %% ../nbs/50_experiment.ipynb #251ba409
+# %% ../nbs/50_experiment.ipynb #7dc3c7b6
 NBS = Path(__file__).resolve().parent.parent / 'nbs' if '__file__' in globals() else Path('.').resolve()
 
 def corpus_params(spec: CorpusSpec = CorpusSpec()) -> dict:
@@ -46,7 +46,7 @@ def notebook_runs(stage: int, scale: str, exp_output: str, run_dir: Path, model_
                                             report_dir=str(run_dir)))]
     raise ValueError(f'run stage {stage}: expected 0 (data), 1, 2, 3 (training) or 4 (evaluation)')
 
-# %% ../nbs/50_experiment.ipynb #84aeb157
+# %% ../nbs/50_experiment.ipynb #4ebbde92
 class StageFailed(RuntimeError):
     "A run stage whose notebook raised; the message is the notebook's own error."
 
@@ -60,7 +60,7 @@ def execute(notebook: str, out: Path, params: dict, cwd: Path) -> float:
         raise StageFailed(f'{notebook} failed ({out}):\n{e.ename}: {e.evalue}') from None
     return round(time.time() - t0, 1)
 
-# %% ../nbs/50_experiment.ipynb #3e4e9876
+# %% ../nbs/50_experiment.ipynb #2f6e5884
 def md_table(rows: list[list], head: list[str]) -> str:
     "A Markdown table of `rows` under `head`."
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
@@ -78,7 +78,7 @@ def _data_section(exp_output: Path) -> list[str]:
     head = ['set', 'lines', 'kept', 'hours kept', 'dropped (reason count)']
     return ['## Data (Stage 0)', '', md_table(rows, head), ''] if rows else []
 
-# %% ../nbs/50_experiment.ipynb #d70bad9d
+# %% ../nbs/50_experiment.ipynb #88435d40
 def _channel_section(run_dir: Path) -> list[str]:
     "The channel demo's realised SNR, frame loss and codecs per preset (00_channel_sim's channel_report.json)."
     ch = run_dir / 'channel' / 'channel_report.json'
@@ -97,11 +97,13 @@ def _training_section(exp_output: Path) -> list[str]:
     for d in sorted(exp_dir(exp_output).glob('*/stage_report.json')):
         r = json.loads(d.read_text())
         ep, p = (r['epochs'][-1] if r['epochs'] else {}), r['params']
-        rows.append([r['stage'], p['lr'], p['batch_tokens'], p['epochs'], r['first_loss'], r['last_loss'],
+        rep = r.get('replay')
+        mixed = f"{rep['replay']} (to {rep['own']} own)" if rep else 'none'
+        rows.append([r['stage'], p['lr'], p['batch_tokens'], p['epochs'], mixed, r['first_loss'], r['last_loss'],
                      ep.get('dev_loss'), ep.get('dev_cer'), r['wall_s'], r['nan_skipped'], r['oom_splits']])
     if not rows: return []
-    head = ['stage', 'lr', 'batch tokens', 'epochs', 'first loss', 'last loss', 'last dev loss', 'last dev CER %',
-            'wall s', 'NaN skipped', 'OOM splits']
+    head = ['stage', 'lr', 'batch tokens', 'epochs', 'replayed lines', 'first loss', 'last loss', 'last dev loss',
+            'last dev CER %', 'wall s', 'NaN skipped', 'OOM splits']
     return ['## Training', '', md_table(rows, head), '',
             'Resolved configuration of each stage: `exp_output/exp/8k_telephone/<stage>/stage_report.json` (`params`) '
             'and `stage_config.yaml` (the full funasr configuration).', '']
@@ -123,12 +125,12 @@ def _model_section(model_dir) -> list[str]:
     rows = [[run, r['n_utterances'], pct(r['cer']), pct(r.get('kwer'))] for run, r in m['metrics']['runs'].items()]
     return ['## Released model', '',
             f"`{model_dir}`: made by `{m['command']}` (seed {m['seed']}) from {c['general_train']} clean utterances "
-            f"({100 * c.get('sales_share', 0):.0f} % sales calls, the rest everyday; {100 * c['hotword_share']:.0f} % "
-            f"with a hotword list), checkpoint: {m['checkpoint']['why']}. "
+            f"({100 * c.get('telecom_share', 0):.0f} % telecom lines that are not the calls' script, the rest "
+            f"everyday; {100 * c['hotword_share']:.0f} % with a hotword list), checkpoint: {m['checkpoint']['why']}. "
             "Its maker's measurements on its own test sets (held-out speakers):", '',
             md_table(rows, ['run', 'utterances', 'CER %', 'KWER %']), '']
 
-# %% ../nbs/50_experiment.ipynb #b3b635d4
+# %% ../nbs/50_experiment.ipynb #9829ce27
 def run_report(run_dir: Path, exp_output: Path, run: dict) -> str:
     "The run's README.md, from the files the notebooks wrote."
     md = [f"# Run `{run['run_id']}` ({run['scale']} scale)", '',
@@ -147,7 +149,7 @@ def run_report(run_dir: Path, exp_output: Path, run: dict) -> str:
     md += ['## Environment', '', md_table([[k, v] for k, v in run['versions'].items()], ['package', 'version']), '']
     return '\n'.join(md)
 
-# %% ../nbs/50_experiment.ipynb #23cbde30
+# %% ../nbs/50_experiment.ipynb #b72a267a
 def run_experiment(start: int, stop: int, scale: str = 'smoke', run_id: str | None = None,
                    exp_output: str = 'exp_output', reports: str = 'reports', force: bool = False, seed: int = 0,
                    cwd: str = '.', **paths) -> dict:

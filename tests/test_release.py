@@ -21,8 +21,6 @@ def test_shipped_model_is_complete_and_shows_the_problem():
     assert all(r['n_utterances'] >= 100 for r in made['metrics']['runs'].values())
     assert _targets()[('general_telephone', 'cer')]['met'], _targets()   # the phone channel breaks it
 
-@pytest.mark.xfail(strict=True, reason='issue 12, open: the shipped release reads held-out voices at 26.7 % CER '
-                                       '(dev voices 12.2 %); the target is 15 %')
 def test_shipped_model_reads_clean_speech_of_new_voices():
     assert _targets()[('general', 'cer')]['met'], _targets()[('general', 'cer')]
 
