@@ -8,7 +8,7 @@ __all__ = ['QWEN3_0_6B', 'FUN_ASR_NANO', 'TINY', 'CHAT_TOKENS', 'MAX_CHARS_PER_S
            'make_tiny_model', 'FunASRNanoCTC', 'decodable', 'decode', 'load_checkpoint', 'freeze_plan_config',
            'block_table', 'apply_freeze_plan', 'full_size_model', 'speech_token_coverage', 'make_tiny_model_cli']
 
-# %% ../nbs/02_model.ipynb #4f218e12
+# %% ../nbs/02_model.ipynb #c90b7234
 import copy, json, logging, math, sys, tempfile
 from pathlib import Path
 from typing import Sequence
@@ -28,7 +28,7 @@ from .manifest import SR_WIDE, SYSTEM_PROMPT, prompt_of, read_manifest
 from .plan import FREEZE_PLANS, LORA
 from .sentences import characters
 
-# %% ../nbs/02_model.ipynb #20bb3fbb
+# %% ../nbs/02_model.ipynb #6807be6f
 QWEN3_0_6B = dict(architectures=['Qwen3ForCausalLM'], model_type='qwen3', vocab_size=151936, hidden_size=1024,
                   intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8,
                   head_dim=128, hidden_act='silu', max_position_embeddings=40960, rms_norm_eps=1e-6,
@@ -53,7 +53,7 @@ FUN_ASR_NANO = dict(  # the model blocks; paths (LLM, tokenizers) are filled in 
     tokenizer='HuggingfaceTokenizer',
     dataset='FunASR', dataset_conf=dict(index_ds='FunASR', ctc_tokenizer='SenseVoiceTokenizer'))
 
-# %% ../nbs/02_model.ipynb #9faf5aaf
+# %% ../nbs/02_model.ipynb #a1d9d402
 class ModelDirError(FileNotFoundError):
     "A model directory that cannot be loaded; the message names what is missing."
 
@@ -66,7 +66,7 @@ def _resolve(model_dir: Path, value: str | None, what: str, default: str | None 
     looked = f'{value!r}' + (f' and {default!r}' if default else '')
     raise ModelDirError(f'{model_dir}: {what} not found (looked for {looked})')
 
-# %% ../nbs/02_model.ipynb #e8e50e27
+# %% ../nbs/02_model.ipynb #7ef22b0e
 def _ctc_conf(model_dir: Path, conf: dict | None, name: str | None) -> dict:
     "A CTC tokenizer's configuration with its token list or vocabulary resolved."
     c = dict(conf or {})
@@ -104,7 +104,7 @@ def model_overrides(model_dir) -> dict:
             o['ctc_tokenizer_conf'] = _ctc_conf(model_dir, cfg['ctc_tokenizer_conf'], cfg.get('ctc_tokenizer'))
     return o
 
-# %% ../nbs/02_model.ipynb #2c2d6c81
+# %% ../nbs/02_model.ipynb #35d8855a
 def model_config(model_dir, **overrides) -> dict:
     "The complete funasr configuration of a model directory: config.yaml, paths resolved, `overrides` merged in depth."
     from omegaconf import OmegaConf
@@ -120,7 +120,7 @@ def load_model(model_dir, device: str = 'cpu', **overrides):
     from funasr import AutoModel
     return AutoModel(**model_config(model_dir, device=device, **overrides))
 
-# %% ../nbs/02_model.ipynb #a9874fca
+# %% ../nbs/02_model.ipynb #001e9bd4
 TINY = dict(encoder_dim=64, encoder_blocks=2, encoder_tp_blocks=1, encoder_units=128, adaptor_ffn=128, llm_hidden=96,
             llm_layers=2, llm_heads=4, llm_kv_heads=2, llm_intermediate=192)
 
@@ -128,7 +128,7 @@ def tokenizer_texts() -> list[str]:
     "Everything the tiny model's tokenizer must cover: every character of the smoke sentences and of funasr's prompts."
     return [characters(), SYSTEM_PROMPT, prompt_of(['甲乙', '丙']), prompt_of(itn=False)]
 
-# %% ../nbs/02_model.ipynb #85c9eefa
+# %% ../nbs/02_model.ipynb #be335437
 CHAT_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>']
 
 def train_llm_tokenizer(texts: list[str], out_dir):
@@ -145,7 +145,7 @@ def train_llm_tokenizer(texts: list[str], out_dir):
     fast.save_pretrained(out_dir)
     return fast
 
-# %% ../nbs/02_model.ipynb #5f37746c
+# %% ../nbs/02_model.ipynb #b2e51eb3
 def tiny_config(model_dir: Path, llm_dir: Path, ctc_tokens: Path, ctc_vocab_size: int, t: dict = TINY) -> dict:
     "config.yaml of the tiny model: FUN_ASR_NANO's classes at tiny sizes, absolute paths."
     c = copy.deepcopy(FUN_ASR_NANO)
@@ -163,7 +163,7 @@ def tiny_config(model_dir: Path, llm_dir: Path, ctc_tokens: Path, ctc_vocab_size
     c.update(ctc_vocab_size=ctc_vocab_size, ctc_tokenizer='CharTokenizer', ctc_tokenizer_conf=dict(ctc))
     return c
 
-# %% ../nbs/02_model.ipynb #a1f0889d
+# %% ../nbs/02_model.ipynb #518eee2e
 def write_cmvn(wavs: list, frontend_conf: dict, path) -> Path:
     "Kaldi-nnet `am.mvn` (funasr's format: shift by -mean, scale by 1/std) of the LFR fbank features of `wavs`."
     import soundfile as sf
@@ -181,7 +181,7 @@ def write_cmvn(wavs: list, frontend_conf: dict, path) -> Path:
                           f'<Rescale> {d} {d}\n<LearnRateCoef> 0 {vec(1 / std)}\n</Nnet>\n')
     return Path(path)
 
-# %% ../nbs/02_model.ipynb #1913ef47
+# %% ../nbs/02_model.ipynb #d1697a66
 def make_tiny_model(out_dir, corpus_dir, seed: int = 0, t: dict = TINY) -> Path:
     "A randomly initialised Fun-ASR-Nano of tiny size with tokenizers trained on the corpus text; a directory."
     from transformers import Qwen3Config
@@ -208,7 +208,7 @@ def make_tiny_model(out_dir, corpus_dir, seed: int = 0, t: dict = TINY) -> Path:
     (out_dir / 'made_with.json').write_text(json.dumps(made, indent=1))
     return out_dir
 
-# %% ../nbs/02_model.ipynb #480dad15
+# %% ../nbs/02_model.ipynb #c23228f6
 class FunASRNanoCTC(FunASRNano):
     "FunASRNano with a CTC loss, a CTC head that survives checkpoints without CTC weights, peft LoRA, no torchaudio."
     def __init__(self, *args, ctc_train: bool = False, peft_lora: dict | None = None, **kwargs):
@@ -237,7 +237,7 @@ class FunASRNanoCTC(FunASRNano):
 # funasr's @register needs a source file, which a notebook class lacks
 tables.model_classes['FunASRNanoCTC'] = FunASRNanoCTC
 
-# %% ../nbs/02_model.ipynb #2adbdd74
+# %% ../nbs/02_model.ipynb #789ba81c
 @patch
 def ctc_loss(self: FunASRNanoCTC, items: list) -> torch.Tensor:
     "CTC loss per target token of the last encoded batch against the transcripts in `items`."
@@ -261,7 +261,7 @@ def forward(self: FunASRNanoCTC, **batch):
         stats['loss'] = loss.detach()
     return loss, stats, weight
 
-# %% ../nbs/02_model.ipynb #2da119cd
+# %% ../nbs/02_model.ipynb #55cb88f8
 @patch
 def merged_state_dict(self: FunASRNanoCTC) -> dict:
     "State dict with LoRA folded into the LLM weights, under the plain keys stock FunASRNano expects."
@@ -283,7 +283,7 @@ def inference_llm(self: FunASRNanoCTC, data_in, *args, **kwargs):
     finally: self.ctc_decoder, self.ctc, self.ctc_tokenizer = ctc
     return results, meta
 
-# %% ../nbs/02_model.ipynb #ba34d091
+# %% ../nbs/02_model.ipynb #5d0715e0
 MAX_CHARS_PER_S = 10   # no Mandarin talker says more: a cap on runaway (looping) generations
 
 def decodable(am):
@@ -294,7 +294,7 @@ def decodable(am):
         m.ctc_train, m.peft_lora, m._encoded = False, None, None
     return am
 
-# %% ../nbs/02_model.ipynb #ed2e4a73
+# %% ../nbs/02_model.ipynb #453868dc
 def decode(model, audio: Sequence[np.ndarray], keys: Sequence[str], tokenizer, frontend, device='cpu',
            max_length: int = 512, hotwords: Sequence[str] = (), itn: bool = True) -> list[str]:
     "Greedy transcripts of 16 kHz float audio by a FunASRNano, in one batched call; at most 10 tokens a second."
@@ -315,7 +315,7 @@ def decode(model, audio: Sequence[np.ndarray], keys: Sequence[str], tokenizer, f
     if len(res) != len(keys): raise RuntimeError(f'{len(keys)} utterances in, {len(res)} transcripts out')
     return [r.get('text', '').strip() for r in res]
 
-# %% ../nbs/02_model.ipynb #f899adae
+# %% ../nbs/02_model.ipynb #acb443a9
 def load_checkpoint(path, device: str = 'cpu'):
     "A funasr AutoModel (class FunASRNanoCTC) of a checkpoint (its stage_config.yaml beside it) or a model directory."
     from funasr import AutoModel
@@ -332,7 +332,7 @@ def load_checkpoint(path, device: str = 'cpu'):
         raise ValueError(f'{path}: a LoRA training checkpoint; load the merged model its stage wrote (final/model.pt)')
     return AutoModel(**{k: v for k, v in cfg.items() if k not in ('train_data_set_list', 'valid_data_set_list')})
 
-# %% ../nbs/02_model.ipynb #5a51c3f0
+# %% ../nbs/02_model.ipynb #d6e54d70
 def freeze_plan_config(stage: str, lora: dict = LORA['full']) -> dict:
     "funasr config overrides that train exactly the blocks of `stage`'s freeze plan (model class FunASRNanoCTC)."
     if stage not in FREEZE_PLANS: raise ValueError(f'stage {stage!r}: expected one of {tuple(FREEZE_PLANS)}')
@@ -346,7 +346,7 @@ def freeze_plan_config(stage: str, lora: dict = LORA['full']) -> dict:
     if 'ctc' not in train: o['freeze_param'] = 'ctc'
     return o
 
-# %% ../nbs/02_model.ipynb #7035ad83
+# %% ../nbs/02_model.ipynb #0c5135bf
 BLOCKS = ('audio_encoder', 'audio_adaptor', 'ctc_decoder', 'ctc', 'llm')
 
 def block_table(model: torch.nn.Module) -> list[dict]:
@@ -369,7 +369,7 @@ def apply_freeze_plan(model: torch.nn.Module, stage: str) -> torch.nn.Module:
             p.requires_grad = b in train or (b == 'llm' and 'llm.lora' in train and 'lora_' in n)
     return model
 
-# %% ../nbs/02_model.ipynb #abd96cc1
+# %% ../nbs/02_model.ipynb #dd9886cb
 def full_size_model(stage: str = 'stage1', work_dir=None) -> torch.nn.Module:
     "The full-size Fun-ASR-Nano (FunASRNanoCTC) with `stage`'s freeze plan, on the meta device: counts, no weights."
     work = Path(work_dir or tempfile.mkdtemp(prefix='full_size_'))
@@ -386,7 +386,7 @@ def full_size_model(stage: str = 'stage1', work_dir=None) -> torch.nn.Module:
                           peft_lora=plan['peft_lora'])
     return apply_freeze_plan(m, stage)
 
-# %% ../nbs/02_model.ipynb #eb089767
+# %% ../nbs/02_model.ipynb #8b74b821
 def speech_token_coverage(model, frames: int = 80) -> float:
     "Fraction of an utterance of `frames` LFR frames that reaches the LLM: funasr's speech tokens / adaptor frames."
     with torch.no_grad():
@@ -397,7 +397,7 @@ def speech_token_coverage(model, frames: int = 80) -> float:
     reserved = (1 + (o - 3 + 2) // 2 - 1) // 2 + 1        # funasr's fake_token_len
     return min(1.0, reserved / out.shape[1])
 
-# %% ../nbs/02_model.ipynb #5a6d1ff8
+# %% ../nbs/02_model.ipynb #35c0b5ca
 @call_parse
 def make_tiny_model_cli(out_dir: str,          # where the model directory goes
                         corpus: str = None,    # the smoke corpus (fa8k-make-corpus) whose text trains the tokenizers

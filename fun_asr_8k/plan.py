@@ -8,11 +8,11 @@ __all__ = ['DATA_SETS', 'OPTIONAL_SPLITS', 'STAGES', 'STAGE_ORDER', 'FREEZE_PLAN
            'EVAL_SETS', 'RUNS', 'smoke_target', 'target_met', 'plan_table', 'data_file', 'exp_dir', 'stage_dir',
            'pointer_path', 'stage_checkpoints', 'eval_set']
 
-# %% ../nbs/90_plan.ipynb #280cbb11
+# %% ../nbs/90_plan.ipynb #5f79883a
 from importlib.resources import files
 from pathlib import Path
 
-# %% ../nbs/90_plan.ipynb #54686780
+# %% ../nbs/90_plan.ipynb #8c349a10
 DATA_SETS = {  # Stage 0's outputs: name -> input folder ('general' or 'telephone'), its manifests by split, what it is
     'simulated_8k_telephone': dict(source='general', splits={'train': 'train_M', 'dev': 'eval_dev', 'test': 'test_net'},
                                    about='WenetSpeech through the telephone channel (stages 1-2)'),
@@ -23,7 +23,7 @@ DATA_SETS = {  # Stage 0's outputs: name -> input folder ('general' or 'telephon
                       about='WenetSpeech as it is, 16 kHz (general-domain retention)')}
 OPTIONAL_SPLITS = {'test'}   # a split whose input manifest may be absent
 
-# %% ../nbs/90_plan.ipynb #20c885a7
+# %% ../nbs/90_plan.ipynb #95f960c9
 # stage -> folder, pointer, data set, the stage it starts from, the blocks that train ('llm.lora': LoRA only)
 STAGES = {
     'baseline': dict(dir='stage0_baseline', pointer='baseline_checkpoint.txt', data='clean_16k', after=None,
@@ -45,14 +45,14 @@ LORA = {'full': dict(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=['q_
 # the general-domain retention set: a stage's `replay` mixes its training lines into the stage's own
 REPLAY_DATA = 'clean_16k'
 
-# %% ../nbs/90_plan.ipynb #860704c3
+# %% ../nbs/90_plan.ipynb #6dbd0e95
 # stage -> dev metrics that must fall ('lower') or not rise by more than `slack` ('keep')
 STAGE_CHECKS = {
     'stage1': dict(lower=('cer',), keep=(), slack=0.0),
     'stage2': dict(lower=(), keep=('cer',), slack=0.02),
     'stage3': dict(lower=('cer', 'kwer'), keep=(), slack=0.0)}
 
-# %% ../nbs/90_plan.ipynb #2d369918
+# %% ../nbs/90_plan.ipynb #682cb61a
 SETTINGS = {  # (stage, scale) -> lr, batch_tokens, epochs, warmup, accum_grad, early_stopping, replay
     ('baseline', 'smoke'): dict(lr=3e-3, batch_tokens=3000, epochs=40, warmup=400, accum_grad=1, early_stopping=0,
                                 replay=0.0),
@@ -70,7 +70,7 @@ SETTINGS = {  # (stage, scale) -> lr, batch_tokens, epochs, warmup, accum_grad, 
                               replay=1.0)}
 SCALES = ('smoke', 'full')
 
-# %% ../nbs/90_plan.ipynb #03b9e167
+# %% ../nbs/90_plan.ipynb #b5b9ec5c
 EXPECT = {  # stage -> the training loss to watch, the plan's expected fall at full scale (None: none stated), in words
     'baseline': dict(loss='train_loss', drop=None, says='the released model: trained by its makers'),
     'stage1': dict(loss='train_loss', drop=0.30, says='loss ~8.0 -> ~5.5 (30 %+ down), dev CER improving'),
@@ -83,7 +83,7 @@ PLAN_TARGETS = {  # stage -> metric -> ('~', expected %) or ('<', bound %), on t
     'stage3': dict(cer=('<', 8), wer=('<', 12), kwer=('<', 5))}
 PLAN_FIGURES = dict(audio_encoder='~150M', audio_adaptor='~4M', ctc_decoder='~8M (CTC)', ctc='', llm='~2M LoRA')
 
-# %% ../nbs/90_plan.ipynb #03749311
+# %% ../nbs/90_plan.ipynb #816d1f6e
 SMOKE_TARGETS = [  # stage, run, metric, then: at most `max`; or at most (`max_of` stage/run/metric) x factor + add
     dict(stage='baseline', run='general', metric='cer', max=0.15, says='the released model reads clean speech'),
     dict(stage='baseline', run='general_telephone', metric='cer', min_of=('baseline', 'general', 'cer'), factor=1.5,
@@ -112,14 +112,14 @@ def smoke_target(t: dict, rate) -> dict:
     met = None if v is None or bound is None else (v <= bound + 1e-12 if op == '<=' else v >= bound - 1e-12)
     return dict(t, value=v, bound=bound, op=op, met=met)
 
-# %% ../nbs/90_plan.ipynb #ec506292
+# %% ../nbs/90_plan.ipynb #47198c39
 def target_met(rate: float | None, target: tuple[str, float]) -> bool | None:
     "Whether an error rate (a fraction) meets a plan target: below a '<' bound, at or below a '~' expectation."
     if rate is None: return None
     rel, pct = target
     return round(100 * rate, 6) < pct if rel == '<' else round(100 * rate, 6) <= pct
 
-# %% ../nbs/90_plan.ipynb #8a3a6738
+# %% ../nbs/90_plan.ipynb #11f787db
 def _target_text(stage: str) -> str:
     return ', '.join(f'{k.upper()} {rel}{pct} %' for k, (rel, pct) in PLAN_TARGETS[stage].items())
 
@@ -139,7 +139,7 @@ def plan_table(stages=STAGE_ORDER, scales=SCALES) -> str:
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     return '\n'.join(lines + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows]) + '\n'
 
-# %% ../nbs/90_plan.ipynb #9705449d
+# %% ../nbs/90_plan.ipynb #2e0c3db0
 def data_file(exp_output, data_set: str, split: str) -> Path:
     "Stage 0's formatted file of a data set's split."
     if data_set not in DATA_SETS: raise ValueError(f'data set {data_set!r}: expected one of {tuple(DATA_SETS)}')
@@ -157,7 +157,7 @@ def pointer_path(exp_output, stage: str) -> Path:
     "The checkpoint pointer a stage writes when it finishes."
     return exp_dir(exp_output) / STAGES[stage]['pointer']
 
-# %% ../nbs/90_plan.ipynb #663b2c1a
+# %% ../nbs/90_plan.ipynb #9c8eab12
 RELEASED_TINY = Path(str(files('fun_asr_8k'))) / 'released_tiny'   # the smoke scale's released model (05_release)
 
 def stage_checkpoints(exp_output, model_dir=None, scale: str = 'smoke') -> dict[str, Path | None]:
@@ -169,7 +169,7 @@ def stage_checkpoints(exp_output, model_dir=None, scale: str = 'smoke') -> dict[
         else: out[stage] = Path(ptr.read_text().strip()) if ptr.is_file() else None
     return out
 
-# %% ../nbs/90_plan.ipynb #ad1543a5
+# %% ../nbs/90_plan.ipynb #5f23041d
 EVAL_SETS = {  # name -> (data set, split); every one of held-out speakers
     'general': ('clean_16k', 'test'),                       # general domain, 16 kHz: what the model keeps
     'general_telephone': ('simulated_8k_telephone', 'test'),  # the same utterances through the plan's channel

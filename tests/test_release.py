@@ -35,7 +35,7 @@ def test_stock_funasr_loads_it_with_no_project_code(tmp_path):
     # funasr prints first
     assert r.stdout.strip().splitlines()[-1].split() == ['FunASRNano', str(RELEASED_TINY / 'am.mvn')]
 
-@pytest.mark.skipif(not SLOW, reason='remakes the released model (about 36 min on 2 cores): FA8K_SLOW=1')
+@pytest.mark.skipif(not SLOW, reason='remakes the released model (about 45 min on 2 cores): FA8K_SLOW=1')
 def test_the_command_remakes_it(tmp_path):
     r = subprocess.run([cli('fa8k-release-tiny-model'), '--out_dir', tmp_path / 'released', '--work_dir',
                         tmp_path / 'work'], capture_output=True, text=True, timeout=3 * 3600)
