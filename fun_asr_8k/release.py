@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['RELEASE', 'SMALL', 'FILE_PATH_METAS', 'CTC_KEYS', 'release_data', 'train_release', 'ship', 'release_metrics',
-           'make_release', 'release_cli']
+           'target_line', 'make_release', 'release_cli']
 
-# %% ../nbs/05_release.ipynb #7af3f008
+# %% ../nbs/05_release.ipynb #980e72a2
 import json, os, shutil, sys, time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -22,7 +22,7 @@ from .plan import RELEASED_TINY, SETTINGS, data_file
 from .store import cli_errors, package_versions, write_atomic
 from .train import StageParams, run_stage
 
-# %% ../nbs/05_release.ipynb #77232d32
+# %% ../nbs/05_release.ipynb #f801bcf4
 RELEASE = dict(
     corpus=CorpusSpec(general_train=3000, general_dev=150, general_test=120, tel_train=0, tel_dev=0, tel_test=120,
                       hotword_share=0.3, telecom_share=0.2, faults=False, seed=1000),
@@ -33,7 +33,7 @@ SMALL = dict(corpus=CorpusSpec(general_train=160, general_dev=16, general_test=1
              training=dict(SETTINGS[('baseline', 'smoke')], epochs=2, warmup=20, dev_utts=8, avg_last=2,
                            threads=1), seed=0)
 
-# %% ../nbs/05_release.ipynb #ecbfec2a
+# %% ../nbs/05_release.ipynb #ddd041b0
 def release_data(work, spec: CorpusSpec, workers: int = 2, progress: bool = False) -> dict:
     "The release's corpus and its formatted sets in Stage 0's layout under `work`; the sets' reports."
     work = Path(work).absolute()
@@ -50,7 +50,7 @@ def release_data(work, spec: CorpusSpec, workers: int = 2, progress: bool = Fals
     write_atomic(real.with_name('keywords.txt'), (tel / 'keywords.txt').read_bytes())
     return {k: {n: r[n] for n in ('n_lines', 'n_kept', 'hours_kept')} for k, r in reports.items()}
 
-# %% ../nbs/05_release.ipynb #1068c676
+# %% ../nbs/05_release.ipynb #7ffa0978
 def train_release(work, recipe: dict) -> dict:
     "A seeded random tiny model under `work/skeleton`, trained on clean_16k (`baseline` freeze plan); the stage report."
     work = Path(work).absolute()
@@ -60,7 +60,7 @@ def train_release(work, recipe: dict) -> dict:
                     **recipe['training'])
     return run_stage(p)
 
-# %% ../nbs/05_release.ipynb #2db54b9f
+# %% ../nbs/05_release.ipynb #8cd51aa4
 FILE_PATH_METAS = dict(init_param='model.pt', config='config.yaml', frontend_conf=dict(cmvn_file='am.mvn'),
                        llm_conf=dict(init_param_path='Qwen3-tiny'), tokenizer_conf=dict(init_param_path='Qwen3-tiny'),
                        ctc_tokenizer_conf=dict(token_list='ctc_tokens.txt'),
@@ -96,7 +96,7 @@ def ship(skeleton, checkpoint, dst, made_with: dict) -> Path:
     os.replace(tmp, dst)
     return dst
 
-# %% ../nbs/05_release.ipynb #005d7e6a
+# %% ../nbs/05_release.ipynb #2280a934
 def release_metrics(model_dir, work) -> dict:
     "CER, WER, KWER and counts of the released model on each evaluation run of `work`, and the baseline targets."
     work = Path(work).absolute()
@@ -108,7 +108,12 @@ def release_metrics(model_dir, work) -> dict:
     return dict(runs=runs, targets=[{k: t[k] for k in ('run', 'metric', 'op', 'bound', 'value', 'met', 'says')}
                                     for t in targets])
 
-# %% ../nbs/05_release.ipynb #27c7bfb2
+def target_line(t: dict) -> str:
+    "One checked target of the release in a line: run, metric, value, bound, met or not, what it says."
+    return (f"{t['run']:18s} {t['metric']} {100 * t['value']:.1f} % {t['op']} {100 * t['bound']:.1f} %: "
+            f"{'met' if t['met'] else 'NOT met'} ({t['says']})")
+
+# %% ../nbs/05_release.ipynb #87ae6b4d
 def make_release(out_dir, work_dir, recipe: dict = RELEASE, workers: int = 2, progress: bool = True) -> dict:
     "Make the released tiny model at `out_dir` (work in `work_dir`); its made_with.json."
     t0, work = time.time(), Path(work_dir).absolute()
@@ -125,7 +130,7 @@ def make_release(out_dir, work_dir, recipe: dict = RELEASE, workers: int = 2, pr
     write_atomic(shipped / 'made_with.json', json.dumps(made, ensure_ascii=False, indent=1) + '\n')
     return made
 
-# %% ../nbs/05_release.ipynb #72eb1736
+# %% ../nbs/05_release.ipynb #96df7dce
 @call_parse
 def release_cli(out_dir: str = None,   # where the model directory goes (default: the shipped fun_asr_8k/released_tiny)
                 work_dir: str = 'release_work',  # corpus, training run and evaluation (kept: a rerun resumes)
@@ -136,6 +141,4 @@ def release_cli(out_dir: str = None,   # where the model directory goes (default
                   corpus=replace(RELEASE['corpus'], seed=RELEASE['corpus'].seed + seed))
     with cli_errors('fa8k-release-tiny-model'):
         made = make_release(out_dir or RELEASED_TINY, work_dir, recipe, workers)
-    for t in made['metrics']['targets']:
-        print(f"{t['run']:18s} {t['metric']} {100 * t['value']:.1f} % {t['op']} {100 * t['bound']:.1f} %: "
-              f"{'met' if t['met'] else 'NOT met'} ({t['says']})")
+    for t in made['metrics']['targets']: print(target_line(t))

@@ -9,7 +9,7 @@ __all__ = ['PLAN_NUMBERS', 'MAKERS', 'EXIT_DIVERGED', 'StageParams', 'MissingInp
            'choose_checkpoint', 'finalize_lora', 'run_stage', 'describe_stage', 'plot_curves', 'block_of',
            'changed_blocks', 'check_stage', 'check_effect']
 
-# %% ../nbs/03_train.ipynb #d02e9f2d
+# %% ../nbs/03_train.ipynb #ef9be563
 import datetime, json, logging, os, shutil, subprocess, sys, time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -27,7 +27,7 @@ from .plan import (DATA_SETS, EXPECT, FREEZE_PLANS, LORA, RELEASED_TINY, REPLAY_
 from .score import read_keywords, score
 from .store import write_atomic
 
-# %% ../nbs/03_train.ipynb #d6965a2f
+# %% ../nbs/03_train.ipynb #cfeebeaa
 PLAN_NUMBERS = ('lr', 'batch_tokens', 'epochs', 'warmup', 'accum_grad', 'early_stopping', 'replay')
 
 @dataclass
@@ -66,7 +66,7 @@ class StageParams:
             if plan is None: raise ValueError(f'{self.stage} at {self.scale} scale: the plan has no {k}; give it')
             setattr(self, k, plan[k])
 
-# %% ../nbs/03_train.ipynb #71367ad4
+# %% ../nbs/03_train.ipynb #46e4eec6
 class MissingInput(FileNotFoundError):
     "A stage input that does not exist; the message names it and the command that makes it."
 
@@ -81,7 +81,7 @@ def _need(path: Path, what: str, maker: str, p: StageParams) -> Path:
         raise MissingInput(f'{p.stage}: missing {what}: {path}\n  make it with: {MAKERS[maker].format(**asdict(p))}')
     return Path(path)
 
-# %% ../nbs/03_train.ipynb #534b34d8
+# %% ../nbs/03_train.ipynb #eb48e47a
 def stage_inputs(p: StageParams) -> dict:
     "The data files and the starting checkpoint of a stage; `MissingInput` naming what is missing."
     data = STAGES[p.stage]['data']
@@ -97,7 +97,7 @@ def stage_inputs(p: StageParams) -> dict:
     if p.replay: replay['replay'] = _need(data_file(p.exp_output, REPLAY_DATA, 'train'), 'replay data', 'data', p)
     return dict(train=train, dev=dev, init=init, model_dir=model_dir, **replay)
 
-# %% ../nbs/03_train.ipynb #f62ffa6b
+# %% ../nbs/03_train.ipynb #3cf7b954
 def mix_replay(train: Path, replay: Path, share: float, seed: int, out: Path) -> tuple[Path, dict]:
     "`train`'s lines and `share` x as many of `replay`'s (a seeded sample), shuffled into `out`; (out, counts)."
     own = [l for l in Path(train).read_text(encoding='utf-8').splitlines() if l.strip()]
@@ -111,7 +111,7 @@ def mix_replay(train: Path, replay: Path, share: float, seed: int, out: Path) ->
     if len(picked) < asked: print(f'replay: asked for {asked} lines of {replay}, it has {len(pool)}: all are mixed in')
     return Path(out), counts
 
-# %% ../nbs/03_train.ipynb #95e4d437
+# %% ../nbs/03_train.ipynb #032c858f
 def funasr_config(p: StageParams, inputs: dict) -> dict:
     "The complete funasr training configuration of a stage."
     plan = freeze_plan_config(p.stage, LORA[p.scale])
@@ -141,7 +141,7 @@ def funasr_config(p: StageParams, inputs: dict) -> dict:
                   dev_seed=p.seed, keywords=str(keywords) if keywords.is_file() else None,
                   max_nan_in_row=p.max_nan_in_row, lr_scale=1.0, warmup_scale=1.0))
 
-# %% ../nbs/03_train.ipynb #9289e7b3
+# %% ../nbs/03_train.ipynb #4ca23198
 def funasr_settings(cfg: dict) -> dict:
     "The funasr settings that decide what a stage learns: optimiser, schedule, clip, averaging, CTC weight, token cap."
     t, d = cfg['train_conf'], cfg['dataset_conf']
@@ -153,7 +153,7 @@ def funasr_settings(cfg: dict) -> dict:
                 ctc_weight=cfg.get('ctc_weight'), ctc_loss=cfg.get('ctc_train', False),
                 llm_dtype=cfg['llm_conf']['llm_dtype'], device=cfg['device'], threads=cfg['ncpu'])
 
-# %% ../nbs/03_train.ipynb #b157e9c8
+# %% ../nbs/03_train.ipynb #d8fff291
 from funasr.train_utils.trainer_ds import Trainer as FunasrTrainer
 
 class Fa8kTrainer(FunasrTrainer):
@@ -180,7 +180,7 @@ class Fa8kTrainer(FunasrTrainer):
             line = dict(stage=self.fa8k.get('stage'), time=round(time.time() - self._t0, 2), **line)
             f.write(json.dumps(line, ensure_ascii=False) + '\n')
 
-# %% ../nbs/03_train.ipynb #173200ab
+# %% ../nbs/03_train.ipynb #1cb29ef8
 @patch
 def resume_checkpoint(self: Fa8kTrainer, model=None, optim=None, scheduler=None, scaler=None, **kwargs):
     super(Fa8kTrainer, self).resume_checkpoint(model=model, optim=optim, scheduler=scheduler, scaler=scaler, **kwargs)
@@ -192,7 +192,7 @@ def resume_checkpoint(self: Fa8kTrainer, model=None, optim=None, scheduler=None,
     self.journal(event='start', epoch=self.start_epoch, lr_scale=lr_scale, warmup_scale=warmup_scale,
                  device=str(self.device))
 
-# %% ../nbs/03_train.ipynb #a911b611
+# %% ../nbs/03_train.ipynb #ab9c8685
 def split_batch(batch: dict) -> tuple[dict, dict] | None:
     "A funasr batch cut in two halves along the utterance axis; None for a single utterance."
     n = batch['input_ids'].shape[0]
@@ -208,7 +208,7 @@ def batch_keys(batch: dict) -> list:
     "The utterance keys of a funasr batch (for messages naming what failed)."
     return [it.get('key') for it in batch.get('item', []) if isinstance(it, dict)]
 
-# %% ../nbs/03_train.ipynb #4f2e6b10
+# %% ../nbs/03_train.ipynb #203b61f7
 @patch
 def train_epoch(self: Fa8kTrainer, *args, scaler=None, **kwargs):
     self._scaler = scaler
@@ -223,7 +223,7 @@ def forward_step(self: Fa8kTrainer, model, batch, loss_dict={}):
 def backward_step(self: Fa8kTrainer, model, scaler, loss_dict={}):
     pass   # done in forward_step, where an out-of-memory batch can still be split
 
-# %% ../nbs/03_train.ipynb #f5be54bb
+# %% ../nbs/03_train.ipynb #7eb5d949
 @patch
 def _guarded_step(self: Fa8kTrainer, model, batch, loss_dict, share):
     try:
@@ -245,7 +245,7 @@ def _guarded_step(self: Fa8kTrainer, model, batch, loss_dict, share):
         loss_dict.update(loss=sum(d['loss'].detach() for d in parts) / len(parts), stats=parts[0]['stats'],
                          weight=parts[0]['weight'])
 
-# %% ../nbs/03_train.ipynb #b5d09705
+# %% ../nbs/03_train.ipynb #0593cb4e
 class Diverged(RuntimeError):
     "Too many non-finite losses in a row: the stage rolls back to its last checkpoint."
 
@@ -263,7 +263,7 @@ def update_step(self: Fa8kTrainer, model, optim, scheduler, scaler, loss_dict=No
         optim.zero_grad(set_to_none=True); self._skip = False; return
     super(Fa8kTrainer, self).update_step(model, optim, scheduler, scaler, loss_dict=loss_dict)
 
-# %% ../nbs/03_train.ipynb #e7a7effb
+# %% ../nbs/03_train.ipynb #70b43bcb
 @patch
 def log(self: Fa8kTrainer, loss_dict: dict = None, tag='train', **kwargs):
     super(Fa8kTrainer, self).log(loss_dict, tag=tag, **kwargs)
@@ -284,7 +284,7 @@ def log(self: Fa8kTrainer, loss_dict: dict = None, tag='train', **kwargs):
                  frames_per_s=round(float(st.get('batch_size_real_frames', 0)) / secs, 1),
                  nan_skipped=self.nan_skipped, oom_splits=self.oom_splits)
 
-# %% ../nbs/03_train.ipynb #b908c559
+# %% ../nbs/03_train.ipynb #c6498a4a
 def dev_sample(dev_data, n: int, seed: int = 0) -> list:
     "A seeded sample of `n` utterances of a dev set (file order kept); all of them if it has fewer."
     items = read_test_set(dev_data)
@@ -303,7 +303,7 @@ def dev_scores(model, items: list, tokenizer, frontend, device='cpu', keywords=N
     m = score(pairs, read_keywords(keywords) if keywords else [], n_boot=0)
     return dict(cer=round(100 * m['cer'], 2), kwer=None if m['kwer'] is None else round(100 * m['kwer'], 2))
 
-# %% ../nbs/03_train.ipynb #fd86ff30
+# %% ../nbs/03_train.ipynb #1296f854
 @patch
 def validate_epoch(self: Fa8kTrainer, model=None, dataloader_val=None, epoch=None, writer=None, **kwargs):
     super(Fa8kTrainer, self).validate_epoch(model=model, dataloader_val=dataloader_val, epoch=epoch, writer=writer,
@@ -321,7 +321,7 @@ def validate_epoch(self: Fa8kTrainer, model=None, dataloader_val=None, epoch=Non
                  dev_loss=round(self.val_loss_avg, 5), dev_acc=round(self.val_acc_avg, 5), **dev,
                  nan_skipped=self.nan_skipped, oom_splits=self.oom_splits)
 
-# %% ../nbs/03_train.ipynb #244b98c5
+# %% ../nbs/03_train.ipynb #9a3da1a9
 EXIT_DIVERGED = 3
 
 @call_parse
@@ -339,7 +339,7 @@ def train_worker_cli(config: str):   # a stage_config.yaml written by run_stage
     except Diverged as e:
         logging.error(f'diverged: {e}'); sys.exit(EXIT_DIVERGED)
 
-# %% ../nbs/03_train.ipynb #623c33fd
+# %% ../nbs/03_train.ipynb #0d456eec
 def launch_command(p: StageParams, config: Path) -> tuple[list[str], dict]:
     "The command and environment that train a stage: the worker itself on CPU, torchrun over the GPUs otherwise."
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')
@@ -355,7 +355,7 @@ def launch_command(p: StageParams, config: Path) -> tuple[list[str], dict]:
     env['CUDA_VISIBLE_DEVICES'] = p.gpus
     return cmd + ['--no-python', worker, str(config)], env
 
-# %% ../nbs/03_train.ipynb #bf19ec5f
+# %% ../nbs/03_train.ipynb #d727ec21
 def read_log(path) -> list[dict]:
     "The JSON lines of a train.log (a torn last line is ignored)."
     out = []
@@ -383,7 +383,7 @@ def _train(p: StageParams, cfg: dict, out: Path) -> int:
             if done: return proc.returncode
             time.sleep(1)
 
-# %% ../nbs/03_train.ipynb #080173c4
+# %% ../nbs/03_train.ipynb #b30efe2c
 def _tail(path, n: int = 15) -> str:
     return ''.join(open(path, errors='replace').readlines()[-n:]) if Path(path).exists() else ''
 
@@ -392,17 +392,18 @@ def mean_state(states: list[dict]) -> dict:
     return {k: (torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v)
             for k, v in states[-1].items()}
 
-# %% ../nbs/03_train.ipynb #49e69ad2
+# %% ../nbs/03_train.ipynb #6e2cdf56
 def _epoch_lines(out: Path) -> list[dict]:
     "The last line logged for each epoch (a resumed epoch logs again)."
     return list({l['epoch']: l for l in read_log(out / 'train.log') if l.get('event') == 'epoch'}.values())
 
-def stage_model(p: StageParams, cfg: dict):
+def stage_model(p: StageParams, cfg: dict, device: str | None = None):
     "The stage's model as its training built it (the starting checkpoint loaded, LoRA wrapped): an AutoModel."
     classes = {k: cfg.get(k) for k in ('model', 'peft_lora', 'ctc_train')}
-    return load_model(p.model_dir, device='cuda' if p.gpus else 'cpu', **classes, init_param=cfg['init_param'])
+    return load_model(p.model_dir, device=device or ('cuda' if p.gpus else 'cpu'), **classes,
+                      init_param=cfg['init_param'])
 
-# %% ../nbs/03_train.ipynb #435a9d7a
+# %% ../nbs/03_train.ipynb #9d80c145
 def choose_checkpoint(p: StageParams, cfg: dict, out: Path) -> tuple[Path, dict]:
     "Write `model.pt.avg`: the epoch, or mean of the last epochs, of lowest dev CER; the choice, with the start's."
     f, lines = cfg['fa8k'], _epoch_lines(out)
@@ -433,13 +434,11 @@ def choose_checkpoint(p: StageParams, cfg: dict, out: Path) -> tuple[Path, dict]
 def _epoch_state(out: Path, epoch: int) -> dict:
     return torch.load(out / f'model.pt.ep{epoch}', map_location='cpu')['state_dict']
 
-# %% ../nbs/03_train.ipynb #2b0c10a2
+# %% ../nbs/03_train.ipynb #7606359b
 def finalize_lora(p: StageParams, cfg: dict, avg: Path) -> Path:
     "Stage 3: the LoRA adapter in peft's format (lora_adapter/) and a merged model directory for stock funasr (final/)."
     out = stage_dir(p.exp_output, p.stage)
-    classes = {k: cfg.get(k) for k in ('model', 'peft_lora', 'ctc_train')}
-    am = load_model(p.model_dir, **classes, init_param=cfg['init_param'])
-    m = am.model
+    m = stage_model(p, cfg, device='cpu').model
     state = torch.load(avg, map_location='cpu')['state_dict']
     missing, unexpected = m.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if 'lora_' in k]:
@@ -456,7 +455,7 @@ def finalize_lora(p: StageParams, cfg: dict, avg: Path) -> Path:
     write_atomic(final / 'config.yaml', stock_yaml)
     return final / 'model.pt'
 
-# %% ../nbs/03_train.ipynb #89d193f7
+# %% ../nbs/03_train.ipynb #b6a90215
 def _stage_report(p: StageParams, inputs: dict, target: Path, t0: float, attempts: list) -> dict:
     "What a finished stage did: parameters, inputs, checkpoint, epochs, first and last loss, guards."
     log = read_log(stage_dir(p.exp_output, p.stage) / 'train.log')
@@ -502,7 +501,7 @@ def run_stage(p: StageParams) -> dict:
     write_atomic(ptr, str(target) + '\n')
     return report
 
-# %% ../nbs/03_train.ipynb #a14e8dc0
+# %% ../nbs/03_train.ipynb #7759dc96
 def _data_line(path: Path, data_set: str, split: str) -> str:
     "A data file with its lines and hours (from Stage 0's report where there is one)."
     rep_path = path.parent / 'report.json'
@@ -536,7 +535,7 @@ def describe_stage(p: StageParams) -> dict:
     for f in fields(p): print(f'  {f.name:16} {getattr(p, f.name)}')
     return dict(ready=True, inputs={k: str(v) for k, v in inputs.items()}, funasr=settings, params=asdict(p))
 
-# %% ../nbs/03_train.ipynb #edd9bed1
+# %% ../nbs/03_train.ipynb #c08410c6
 def plot_curves(report: dict, report_dir=None):
     "Training loss per step, train and dev loss per epoch, dev CER per epoch; <stage>_curves.png in report_dir."
     import matplotlib.pyplot as plt
@@ -559,7 +558,7 @@ def plot_curves(report: dict, report_dir=None):
         Path(report_dir).mkdir(parents=True, exist_ok=True); fig.savefig(Path(report_dir) / f'{stage}_curves.png')
     return fig
 
-# %% ../nbs/03_train.ipynb #3c50c4e6
+# %% ../nbs/03_train.ipynb #7ef5fa24
 def block_of(key: str) -> str:
     "The model block a parameter name belongs to."
     return key.split('.')[0]
@@ -570,7 +569,7 @@ def changed_blocks(before, after, atol: float = 0.0) -> set[str]:
     return {block_of(k) for k in b if k not in a or (a[k].shape == b[k].shape and
                                                     not torch.allclose(a[k].float(), b[k].float(), atol=atol))}
 
-# %% ../nbs/03_train.ipynb #bd762c76
+# %% ../nbs/03_train.ipynb #d85f1896
 def check_stage(report: dict, effect: bool = True) -> dict:
     "Assert that a stage learned, changed just its freeze plan's blocks, had its effect; else withdraw its pointer."
     try: return _checks(report, effect)
@@ -594,7 +593,7 @@ def _checks(report: dict, effect: bool) -> dict:
     return dict(loss=key, first=first[key], last=last[key], drop=round(drop, 4), changed=sorted(changed),
                 effect=check_effect(report) if effect else None)
 
-# %% ../nbs/03_train.ipynb #39d9bcaf
+# %% ../nbs/03_train.ipynb #9056be52
 def check_effect(report: dict) -> dict:
     "Assert the stage's effect on its dev set (STAGE_CHECKS): metrics that must fall, or not rise beyond a slack."
     c, choice = STAGE_CHECKS.get(report['stage']), report.get('choice')
