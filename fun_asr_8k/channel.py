@@ -18,7 +18,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import av
 import numpy as np
 import soundfile as sf
 import soxr
@@ -27,7 +26,8 @@ from scipy import signal
 
 from .manifest import (SR_NARROW, SR_WIDE, AudioError, ManifestTuples, FIELD_SPELLINGS, output_wav_path,
                                  read_audio, read_manifest, wav_bytes)
-from .store import atomic_writer, cli_errors, importable, parse_shard, run_journaled, summary, write_atomic
+from .store import (atomic_writer, cli_errors, importable, nothing_kept, parse_shard, run_journaled, summary,
+                             write_atomic)
 
 # %% ../nbs/00_channel_sim.ipynb #a74b4b27
 FRAME = 160       # one 20 ms codec frame at 8 kHz: the unit of packet loss
@@ -153,6 +153,7 @@ def _soundfile_codec(subtype: str):
 def _pyav_codec(codec: str, container: str, bit_rate: int | None = None, **options):
     "Round trip through ffmpeg's `codec` (PyAV) in an in-memory `container`, back at 8 kHz."
     def roundtrip(x: np.ndarray) -> np.ndarray:
+        import av   # here, not at the top: training and evaluation import this module but never need PyAV (35 MB)
         buf = io.BytesIO()
         with av.open(buf, 'w', format=container) as out:
             st = out.add_stream(codec, rate=SR_NARROW, options={k: str(v) for k, v in options.items()})
@@ -502,6 +503,7 @@ def _write_outputs(manifest, out_dir: Path, cfg: ChannelConfig, seed: int, done,
             line = {k: v for k, v in it.line.items() if k not in source_names}
             line.update(source=str(output_wav_path(out_dir, it.key)), channel={**c, 'input': str(it.source)})
             f.write(json.dumps(line, ensure_ascii=False) + '\n')
+        if not n_ok: raise nothing_kept(manifest, skipped + [dict(line=n, reason='bad_line', detail=e) for n, e in bad])
     reasons = {}
     for s in skipped: reasons[s['reason']] = reasons.get(s['reason'], 0) + 1
     if bad: reasons['bad_line'] = len(bad)

@@ -30,8 +30,8 @@ from .plan import DATA_SETS, OPTIONAL_SPLITS
 from .score import normalise
 from .sentences import (KEYWORDS, PITCH, SENTENCES, WPM, hotword_list, test_sentences,
                                   voice_split)
-from .store import (atomic_writer, cli_errors, exclusive_lock, finishing, importable, parse_shard, run_journaled,
-                              summary, write_atomic)
+from .store import (atomic_writer, cli_errors, exclusive_lock, finishing, importable, nothing_kept,
+                              parse_shard, run_journaled, summary, write_atomic)
 
 # %% ../nbs/01_data_prep.ipynb #61ee2c4a
 @dataclass
@@ -315,7 +315,8 @@ def _finish_split(manifest, formatted: Path, results: Iterable[dict], dropped: l
                                     ensure_ascii=False) + '\n')
             seconds.append(k['seconds']); speech_length.append(out['speech_length'])
             text_length.append(out['text_length'])
-    dropped += [dict(line=n, key=None, reason='bad_line', detail=e) for n, e in bad]
+        dropped += [dict(line=n, key=None, reason='bad_line', detail=e) for n, e in bad]
+        if not seconds: raise nothing_kept(manifest, dropped)
     dropped = sorted(dropped, key=lambda d: d['line'])
     reasons = {}
     for d in dropped: reasons[d['reason']] = reasons.get(d['reason'], 0) + 1
@@ -366,12 +367,14 @@ def prep_simulated(manifest, split_dir, formatted, channel: str = 'plan', seed: 
     split_dir.mkdir(parents=True, exist_ok=True)
     items = unique_items(manifest, skip_bad, bad)
     with atomic_writer(split_dir / 'input.jsonl') as f:
+        n_in = 0
         for it in items:
             if p := transcript_problem(it.target):
                 dropped.append(dict(line=it.lineno, key=it.key, reason=p[0], detail=p[1])); continue
             line = dict(key=it.key, source=str(it.source), target=it.target, line=it.lineno)
             if it.hotwords: line['hotwords'] = list(it.hotwords)
-            f.write(json.dumps(line, ensure_ascii=False) + '\n')
+            f.write(json.dumps(line, ensure_ascii=False) + '\n'); n_in += 1
+        if not n_in: raise nothing_kept(manifest, dropped + [dict(line=n, reason='bad_line', detail=e) for n, e in bad])
     sim = simulate_manifest(split_dir / 'input.jsonl', split_dir / 'channel', channel, seed, workers, shard,
                             progress=progress)
     if sim is None: return None

@@ -26,24 +26,28 @@ def corpus_params(spec: CorpusSpec = CorpusSpec()) -> dict:
 
 def notebook_runs(stage: int, scale: str, exp_output: str, run_dir: Path, model_dir: str | None = None,
                   general_dir: str | None = None, telephone_dir: str | None = None, gpus: str = '',
-                  force: bool = False, seed: int = 0) -> list[tuple[str, str, dict]]:
-    "(notebook, executed copy's name, papermill parameters) for one run stage."
+                  force: bool = False, seed: int = 0, stage_params: dict | None = None) -> list[tuple[str, str, dict]]:
+    "(notebook, executed copy's name, papermill parameters) for one run stage; `stage_params` go to stages 1-3."
     smoke = scale == 'smoke'
     model_dir = model_dir or str(RELEASED_TINY)
     train = dict(scale=scale, exp_output=exp_output, model_dir=model_dir, report_dir=str(run_dir), gpus=gpus,
-                 force=force, seed=seed)
+                 force=force, seed=seed, **(stage_params or {}))
     if stage == 0:
         sources = dict(corpus_dir=f'{exp_output}/smoke_corpus', **corpus_params()) if smoke else \
             dict(general_dir=general_dir, telephone_dir=telephone_dir)
         data = dict(scale=scale, exp_output=exp_output, seed=seed, workers=os.cpu_count() or 1, **sources)
-        return [('00_channel_sim', '00_channel_sim', dict(report_dir=str(run_dir / 'channel'), seed=seed)),
+        # full scale: the channel's demo on the user's own speech (no espeak-ng needed on a GPU node)
+        given = Path(general_dir or '') / 'train_M.jsonl'
+        speech = str(given) if not smoke and given.is_file() else None
+        channel = dict(report_dir=str(run_dir / 'channel'), seed=seed, speech=speech)
+        return [('00_channel_sim', '00_channel_sim', channel),
                 ('01_data_prep', '01_data_prep', data)]
     if stage in (1, 2, 3):
         nb = {1: '10_stage1', 2: '20_stage2', 3: '30_stage3'}[stage]
         return [(nb, nb, train)]
     if stage == 4:
         return [('40_eval', '40_eval', dict(scale=scale, exp_output=exp_output, model_dir=model_dir,
-                                            report_dir=str(run_dir)))]
+                                            report_dir=str(run_dir), device='cuda' if gpus else 'cpu'))]
     raise ValueError(f'run stage {stage}: expected 0 (data), 1, 2, 3 (training) or 4 (evaluation)')
 
 # %% ../nbs/50_experiment.ipynb #4ebbde92
@@ -104,9 +108,23 @@ def _training_section(exp_output: Path) -> list[str]:
     if not rows: return []
     head = ['stage', 'lr', 'batch tokens', 'epochs', 'replayed lines', 'first loss', 'last loss', 'last dev loss',
             'last dev CER %', 'wall s', 'NaN skipped', 'OOM splits']
-    return ['## Training', '', md_table(rows, head), '',
+    return ['## Training', '', md_table(rows, head), '', *_cost_table(exp_output), '',
             'Resolved configuration of each stage: `exp_output/exp/8k_telephone/<stage>/stage_report.json` (`params`) '
             'and `stage_config.yaml` (the full funasr configuration).', '']
+
+def _cost_table(exp_output: Path) -> list[str]:
+    "Per trained stage: what trains, the processes, checkpoint sizes, disk, peak memory and wall time."
+    mb = lambda v: '-' if v is None else f'{v:,.0f}'
+    rows = []
+    for d in sorted(exp_dir(exp_output).glob('*/stage_report.json')):
+        r = json.loads(d.read_text())
+        if r.get('total') is None: continue
+        rows.append([r['stage'], f"{r['trainable'] / 1e6:.2f} M / {r['total'] / 1e6:.1f} M", r.get('world_size'),
+                     mb(r['checkpoint_mb']), mb(r['epoch_checkpoint_mb']), mb(r['disk_mb']), mb(r['peak_rss_mb']),
+                     mb(r['gpu_peak_mb']), r['wall_s']])
+    head = ['stage', 'trainable / total', 'processes', 'checkpoint MB', 'epoch checkpoint MB (with optimiser)',
+            'stage folder MB', 'peak RSS MB (rank 0)', 'GPU peak MB', 'wall s']
+    return [md_table(rows, head)] if rows else []
 
 SMOKE_NOTE = ('**What this is.** The smoke scale: a tiny Fun-ASR-Nano of the same funasr classes, released by the '
               'project after pretraining on clean synthetic speech (espeak-ng voices), adapted here on CPU on '
@@ -120,6 +138,8 @@ def _model_section(model_dir) -> list[str]:
     f = Path(model_dir) / 'made_with.json'
     if not f.exists(): return ['## Released model', '', f'`{model_dir}`', '']
     m = json.loads(f.read_text())
+    if 'metrics' not in m:   # a model that was not measured: a stand-in, say
+        return ['## Released model', '', f"`{model_dir}`: {m.get('what')} (`{m.get('command')}`, seed {m['seed']})", '']
     c = m['corpus']
     pct = lambda x: '-' if x is None else f'{100 * x:.1f}'
     rows = [[run, r['n_utterances'], pct(r['cer']), pct(r.get('kwer'))] for run, r in m['metrics']['runs'].items()]
@@ -152,7 +172,7 @@ def run_report(run_dir: Path, exp_output: Path, run: dict) -> str:
 # %% ../nbs/50_experiment.ipynb #b72a267a
 def run_experiment(start: int, stop: int, scale: str = 'smoke', run_id: str | None = None,
                    exp_output: str = 'exp_output', reports: str = 'reports', force: bool = False, seed: int = 0,
-                   cwd: str = '.', **paths) -> dict:
+                   cwd: str = '.', stage_params: dict | None = None, **paths) -> dict:
     "Run stages start..stop, each notebook executed into reports/<run_id>/; the run's record (also run.json)."
     cwd = Path(cwd).absolute()
     run_id = run_id or f"{scale}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
@@ -161,10 +181,11 @@ def run_experiment(start: int, stop: int, scale: str = 'smoke', run_id: str | No
     started = datetime.datetime.now().isoformat(timespec='seconds')
     run = dict(run_id=run_id, scale=scale, start=start, stop=stop, seed=seed, started=started,
                command=' '.join(sys.argv), model_dir=str(paths.get('model_dir') or RELEASED_TINY),
-               versions=package_versions(), wall_s={})
+               stage_params=stage_params or {}, versions=package_versions(), wall_s={})
     if (run_dir / 'run.json').exists(): run['wall_s'] = json.loads((run_dir / 'run.json').read_text()).get('wall_s', {})
     for stage in range(start, stop + 1):
-        for nb, name, params in notebook_runs(stage, scale, exp_output, run_dir, force=force, seed=seed, **paths):
+        for nb, name, params in notebook_runs(stage, scale, exp_output, run_dir, force=force, seed=seed,
+                                              stage_params=stage_params, **paths):
             print(f'== run stage {stage}: {nb} -> {run_dir / name}.ipynb', flush=True)
             run['wall_s'][name] = execute(nb, run_dir / f'{name}.ipynb', params, cwd)
             write_atomic(run_dir / 'run.json', json.dumps(run, ensure_ascii=False, indent=1))
@@ -180,7 +201,11 @@ def run_cli(start: int,                     # first run stage: 0 data, 1-3 train
             model_dir: str = None,          # full scale: the Fun-ASR-Nano directory
             general_dir: str = None,        # full scale: WenetSpeech manifests (train_M.jsonl, eval_dev.jsonl)
             telephone_dir: str = None,      # full scale: audio_neutral, audio_quiet, test (.jsonl), keywords.txt
-            gpus: str = '',                 # CUDA devices for training, e.g. 2,3
+            gpus: str = '',                 # CUDA devices for training, e.g. 2,3 or 0
+            nproc: int = None,              # CPU training processes per stage (torchrun, gloo); default 1
+            bf16: bool = False,             # bf16 LLM weights and autocast in training (GPUs)
+            epochs: int = None,             # every stage's epochs (default: the plan's): a shortened rehearsal
+            dev_utts: int = None,           # dev utterances decoded each epoch (default 100)
             force: bool = False,            # redo stages whose outputs are complete
             seed: int = 0):
     "The whole experiment: data, stages 1-3 from the released model, evaluation; a report in reports/<run_id>/."
@@ -188,8 +213,10 @@ def run_cli(start: int,                     # first run stage: 0 data, 1-3 train
         print('error: full scale stage 0 needs --general_dir and --telephone_dir', file=sys.stderr); sys.exit(2)
     if scale == 'full' and not model_dir:
         print('error: full scale needs --model_dir (the Fun-ASR-Nano directory)', file=sys.stderr); sys.exit(2)
+    given = dict(nproc=nproc, bf16=bf16 or None, epochs=epochs, dev_utts=dev_utts)
     t0 = time.time()
     try: run = run_experiment(start, stop, scale, run_id, exp_output, force=force, seed=seed, model_dir=model_dir,
-                              general_dir=general_dir, telephone_dir=telephone_dir, gpus=gpus)
+                              general_dir=general_dir, telephone_dir=telephone_dir, gpus=gpus,
+                              stage_params={k: v for k, v in given.items() if v is not None})
     except StageFailed as e: print(f'fa8k-run: {e}', file=sys.stderr); sys.exit(1)
     print(f"== done in {time.time() - t0:.0f} s: reports/{run['run_id']}/README.md")

@@ -20,6 +20,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import soundfile as sf
 
+from .store import nothing_kept
+
 # %% ../nbs/92_manifest.ipynb #a5203476
 SR_WIDE = 16000   # the corpus's and the model's sample rate
 SR_NARROW = 8000  # the telephone channel's sample rate
@@ -102,6 +104,7 @@ def unique_items(manifest, skip_bad: bool = False, bad: list | None = None) -> I
             seen[it.key] = it.lineno
     if err is not None: raise err
     if not hashes and not bad: raise ManifestError(f'{manifest}: no utterances (an empty manifest)')
+    if not hashes: raise nothing_kept(manifest, [dict(line=n, reason='bad_line', detail=e) for n, e in bad])
     return read_manifest(manifest, skip_bad)
 
 class ManifestTuples:

@@ -5,11 +5,12 @@
 # %% auto #0
 __all__ = ['QWEN3_0_6B', 'FUN_ASR_NANO', 'TINY', 'CHAT_TOKENS', 'MAX_CHARS_PER_S', 'BLOCKS', 'ModelDirError', 'model_overrides',
            'model_config', 'load_model', 'tokenizer_texts', 'train_llm_tokenizer', 'tiny_config', 'write_cmvn',
-           'make_tiny_model', 'FunASRNanoCTC', 'decodable', 'decode', 'load_checkpoint', 'freeze_plan_config',
-           'block_table', 'apply_freeze_plan', 'full_size_model', 'speech_token_coverage', 'make_tiny_model_cli']
+           'write_model_dir', 'make_tiny_model', 'FunASRNanoCTC', 'decodable', 'decode', 'load_checkpoint',
+           'freeze_plan_config', 'block_table', 'apply_freeze_plan', 'write_tiktoken_vocab', 'full_config',
+           'qwen3_stand_in', 'make_full_model', 'full_size_model', 'speech_token_coverage', 'make_tiny_model_cli']
 
 # %% ../nbs/02_model.ipynb #c90b7234
-import copy, json, logging, math, sys, tempfile
+import base64, copy, json, logging, math, sys, tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -182,6 +183,17 @@ def write_cmvn(wavs: list, frontend_conf: dict, path) -> Path:
     return Path(path)
 
 # %% ../nbs/02_model.ipynb #d1697a66
+def write_model_dir(out_dir: Path, cfg: dict, corpus_dir, seed: int, made: dict) -> Path:
+    "`am.mvn` from the corpus, `config.yaml`, seeded random weights in `model.pt` and `made_with.json`, in `out_dir`."
+    wavs = [str(it.source) for it in read_manifest(Path(corpus_dir) / 'general' / 'train_M.jsonl', skip_bad=True)][:200]
+    cfg['frontend_conf']['cmvn_file'] = str(write_cmvn(wavs, cfg['frontend_conf'], out_dir / 'am.mvn'))
+    (out_dir / 'config.yaml').write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding='utf-8')
+    torch.manual_seed(seed)
+    model = FunASRNano(**{k: v for k, v in cfg.items() if k != 'model'})
+    torch.save({'state_dict': model.state_dict()}, out_dir / 'model.pt')
+    (out_dir / 'made_with.json').write_text(json.dumps(dict(cmvn_from=str(corpus_dir), seed=seed, **made), indent=1))
+    return out_dir
+
 def make_tiny_model(out_dir, corpus_dir, seed: int = 0, t: dict = TINY) -> Path:
     "A randomly initialised Fun-ASR-Nano of tiny size with tokenizers trained on the corpus text; a directory."
     from transformers import Qwen3Config
@@ -198,15 +210,7 @@ def make_tiny_model(out_dir, corpus_dir, seed: int = 0, t: dict = TINY) -> Path:
     chars = sorted(set(characters()))
     (out_dir / 'ctc_tokens.txt').write_text('\n'.join(['<unk>', *chars, '<blank>']) + '\n', encoding='utf-8')
     cfg = tiny_config(out_dir, llm_dir, out_dir / 'ctc_tokens.txt', len(chars) + 2, t)
-    wavs = [str(it.source) for it in read_manifest(Path(corpus_dir) / 'general' / 'train_M.jsonl', skip_bad=True)][:200]
-    cfg['frontend_conf']['cmvn_file'] = str(write_cmvn(wavs, cfg['frontend_conf'], out_dir / 'am.mvn'))
-    (out_dir / 'config.yaml').write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding='utf-8')
-    torch.manual_seed(seed)
-    model = FunASRNano(**{k: v for k, v in cfg.items() if k != 'model'})
-    torch.save({'state_dict': model.state_dict()}, out_dir / 'model.pt')
-    made = dict(cmvn_from=str(corpus_dir), seed=seed, sizes=t, llm_vocab=len(tok), ctc_vocab=len(chars) + 2)
-    (out_dir / 'made_with.json').write_text(json.dumps(made, indent=1))
-    return out_dir
+    return write_model_dir(out_dir, cfg, corpus_dir, seed, dict(sizes=t, llm_vocab=len(tok), ctc_vocab=len(chars) + 2))
 
 # %% ../nbs/02_model.ipynb #c23228f6
 class FunASRNanoCTC(FunASRNano):
@@ -369,16 +373,57 @@ def apply_freeze_plan(model: torch.nn.Module, stage: str) -> torch.nn.Module:
             p.requires_grad = b in train or (b == 'llm' and 'llm.lora' in train and 'lora_' in n)
     return model
 
+# %% ../nbs/02_model.ipynb #eb9ddc5c
+def write_tiktoken_vocab(texts: list[str], path) -> Path:
+    "A byte-level BPE vocabulary in tiktoken's format (SenseVoice's `multilingual.tiktoken`) with a token a character."
+    tokens = [bytes([b]) for b in range(256)]
+    seen = set(tokens)
+    for n in (2, 3, 4):   # each character's prefixes after the shorter ones: merges build it up byte by byte
+        for ch in sorted(set(''.join(texts))):
+            b = ch.encode()
+            if len(b) >= n and b[:n] not in seen: seen.add(b[:n]); tokens.append(b[:n])
+    Path(path).write_text(''.join(f'{base64.b64encode(t).decode()} {i}\n' for i, t in enumerate(tokens)))
+    return Path(path)
+
+# %% ../nbs/02_model.ipynb #58f62266
+def full_config(llm_dir: Path, ctc_vocab: Path) -> dict:
+    "config.yaml of the full-size model: `FUN_ASR_NANO` with the LLM directory and the CTC vocabulary, absolute."
+    c = copy.deepcopy(FUN_ASR_NANO)
+    c['llm_conf'].update(init_param_path=str(llm_dir))
+    c['tokenizer_conf'] = dict(init_param_path=str(llm_dir))
+    ctc = dict(vocab_path=str(ctc_vocab))
+    c['dataset_conf'].update(ctc_tokenizer='SenseVoiceTokenizer', ctc_tokenizer_conf=dict(ctc))
+    c.update(ctc_tokenizer='SenseVoiceTokenizer', ctc_tokenizer_conf=ctc)
+    return c
+
+def qwen3_stand_in(llm_dir: Path) -> Path:
+    "An LLM directory of Qwen3-0.6B's dimensions with the smoke tokenizer standing in for Qwen's (its chat token ids)."
+    tok = train_llm_tokenizer(tokenizer_texts(), llm_dir)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in CHAT_TOKENS}
+    conf = dict(QWEN3_0_6B, bos_token_id=ids['<|endoftext|>'], eos_token_id=ids['<|im_end|>'],
+                pad_token_id=ids['<|endoftext|>'])
+    (Path(llm_dir) / 'config.json').write_text(json.dumps(conf, indent=1))
+    return Path(llm_dir)
+
+def make_full_model(out_dir, corpus_dir, seed: int = 0) -> Path:
+    "A randomly initialised Fun-ASR-Nano of full size (fp32, absolute paths), stand-in tokenizers; a directory."
+    out_dir = Path(out_dir).absolute()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    llm_dir = qwen3_stand_in(out_dir / 'Qwen3-0.6B')
+    cfg = full_config(llm_dir, write_tiktoken_vocab(tokenizer_texts(), out_dir / 'multilingual.tiktoken'))
+    cfg['llm_conf']['llm_dtype'] = 'fp32'
+    stand_in = ('the smoke tokenizer for Qwen3-0.6B\'s, a tiktoken vocabulary of the smoke characters for '
+                'multilingual.tiktoken; random weights')
+    return write_model_dir(out_dir, cfg, corpus_dir, seed, dict(size='full', stand_in=stand_in))
+
 # %% ../nbs/02_model.ipynb #dd9886cb
 def full_size_model(stage: str = 'stage1', work_dir=None) -> torch.nn.Module:
     "The full-size Fun-ASR-Nano (FunASRNanoCTC) with `stage`'s freeze plan, on the meta device: counts, no weights."
     work = Path(work_dir or tempfile.mkdtemp(prefix='full_size_'))
     (work / 'Qwen3-0.6B').mkdir(parents=True, exist_ok=True)
     (work / 'Qwen3-0.6B' / 'config.json').write_text(json.dumps(QWEN3_0_6B))
-    (work / 'ctc_tokens.txt').write_text('<unk>\n<blank>\n')
-    cfg = copy.deepcopy(FUN_ASR_NANO)
-    cfg['llm_conf'].update(init_param_path=str(work / 'Qwen3-0.6B'), llm_dtype='fp32')
-    cfg.update(ctc_tokenizer='CharTokenizer', ctc_tokenizer_conf=dict(token_list=str(work / 'ctc_tokens.txt')))
+    cfg = full_config(work / 'Qwen3-0.6B', write_tiktoken_vocab([], work / 'multilingual.tiktoken'))
+    cfg['llm_conf']['llm_dtype'] = 'fp32'
     plan = freeze_plan_config(stage)
     for k in ('audio_encoder_conf', 'audio_adaptor_conf', 'ctc_decoder_conf', 'llm_conf'): cfg[k].update(plan[k])
     with torch.device('meta'):

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['RECORDED_PACKAGES', 'write_atomic', 'named_os_errors', 'atomic_writer', 'summary', 'parse_shard', 'JournalIndex',
            'read_journals', 'importable', 'JournalBusy', 'exclusive_lock', 'Journal', 'pooled', 'run_journaled',
-           'finishing', 'cli_errors', 'package_versions']
+           'finishing', 'cli_errors', 'NothingKept', 'nothing_kept', 'package_versions']
 
 # %% ../nbs/91_store.ipynb #ad58f840
 import importlib, itertools, json, multiprocessing as mp, os, re, shutil, sys, time
@@ -300,6 +300,19 @@ def cli_errors(command: str):
 
 def _exit(command: str, message: str, code: int):
     print(f'{command}: error: {message}', file=sys.stderr); sys.exit(code)
+
+# %% ../nbs/91_store.ipynb #f6f8fbd1
+class NothingKept(ValueError):
+    "A manifest none of whose lines survived; the message names it and counts why."
+
+def nothing_kept(manifest, dropped: list[dict]) -> NothingKept:
+    "The error of a run that kept none of `manifest`'s lines: each `reason` of `dropped` counted, the first shown."
+    counts = {}
+    for d in dropped: counts[d['reason']] = counts.get(d['reason'], 0) + 1
+    why = ', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'no line'
+    first = min(dropped, key=lambda d: d['line'], default=None)
+    return NothingKept(f'{manifest}: none of its {len(dropped)} lines kept ({why}); nothing written'
+                       + (f". The first: line {first['line']}: {first['detail']}" if first else ''))
 
 # %% ../nbs/91_store.ipynb #a9c2eb70
 RECORDED_PACKAGES = ('torch', 'funasr', 'transformers', 'peft', 'numpy', 'scipy', 'soxr', 'av', 'soundfile',

@@ -195,3 +195,24 @@ def test_step0_reads_as_stage0_and_leaves_no_temporary_folder(speech_manifest, t
             env=dict(os.environ, TMPDIR=str(tmp)))
     assert r.returncode == 1 and 'FAIL  general set readable' in r.stdout and 'not UTF-8' in r.stdout, r.stdout
     assert not list(tmp.iterdir()), 'Step 0 left its temporary folder'
+
+def test_a_run_that_keeps_nothing_is_an_error_naming_the_users_manifest(speech_manifest, tmp_path):
+    for folder, names in (('general', ('train_M', 'eval_dev')), ('telephone', ('audio_neutral', 'audio_quiet'))):
+        (tmp_path / folder).mkdir()
+        text = many(speech_manifest, 3, tmp_path / 'x.jsonl').read_text()
+        for name in names: (tmp_path / folder / f'{name}.jsonl').write_bytes(text.encode('gbk'))
+    gbk = tmp_path / 'general' / 'train_M.jsonl'
+    r = run('fa8k-simulate', gbk, tmp_path / 'sim', '--skip_bad', '--quiet', check=False)
+    assert r.returncode == 2 and f'{gbk}: none of its 3 lines kept (bad_line 3)' in r.stderr, r.stderr
+    assert 'not UTF-8' in r.stderr and not (tmp_path / 'sim' / 'manifest.jsonl').exists()
+    r = run('fa8k-prep', '--general', tmp_path / 'general', '--telephone', tmp_path / 'telephone', '--out',
+            tmp_path / 'exp', '--skip_bad', '--quiet', check=False)
+    assert r.returncode == 2 and f'{gbk}: none of its 3 lines kept' in r.stderr, r.stderr
+    assert 'input.jsonl' not in r.stderr, 'the message names the user\'s manifest, not an internal file'
+    assert not list((tmp_path / 'exp').rglob('*_formatted.jsonl'))
+    missing = tmp_path / 'missing.jsonl'
+    missing.write_text(''.join(json.dumps(dict(key=f'm{i}', source=f'/nowhere/{i}.wav', target='你好')) + '\n'
+                               for i in range(3)))
+    r = run('fa8k-simulate', missing, tmp_path / 'sim2', '--quiet', '--snr_db', 'off', check=False)
+    assert r.returncode == 2 and 'none of its 3 lines kept (missing 3)' in r.stderr, r.stderr
+    assert not (tmp_path / 'sim2' / 'manifest.jsonl').exists()
