@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['FRAME', 'AMR_NB_MODES', 'CODECS', 'LOSS_MODELS', 'CONCEALMENTS', 'ORDERS', 'REALISTIC_CODECS', 'PRESETS',
            'TELEPHONE_MASK', 'speak', 'mulaw_encode', 'mulaw_decode', 'alaw_encode', 'alaw_decode', 'resample',
-           'fit_length', 'bandpass_sos', 'bandpass', 'to_int16', 'to_float', 'codec_delay', 'codec_roundtrip',
-           'lost_frames', 'conceal', 'rms', 'babble', 'noise_gain', 'BabblePool', 'ChannelConfig', 'utterance_seed',
-           'draw_settings', 'simulate', 'frequency_response', 'mask_violations', 'load_babble_pool',
+           'fit_length', 'bandpass_sos', 'bandpass', 'to_int16', 'to_float', 'codec_needs_pyav', 'codec_delay',
+           'codec_roundtrip', 'lost_frames', 'conceal', 'rms', 'babble', 'noise_gain', 'BabblePool', 'ChannelConfig',
+           'utterance_seed', 'draw_settings', 'simulate', 'frequency_response', 'mask_violations', 'load_babble_pool',
            'simulate_manifest', 'channel_config', 'simulate_cli']
 
 # %% ../nbs/00_channel_sim.ipynb #9cdcbe77
@@ -169,6 +169,7 @@ def _pyav_codec(codec: str, container: str, bit_rate: int | None = None, **optio
         y = to_float(y) if y.dtype == np.int16 else y.astype(np.float32)
         if frames[0].sample_rate != SR_NARROW: y = resample(y, frames[0].sample_rate, SR_NARROW)
         return to_int16(y)
+    roundtrip.pyav = True
     return roundtrip
 
 # %% ../nbs/00_channel_sim.ipynb #be8de7f5
@@ -180,6 +181,10 @@ CODECS = {'none': None,
           **{f'g726-{k}k': _pyav_codec('g726', 'wav', bit_rate=k * 1000) for k in (16, 24, 32, 40)},
           **{f'amr-nb-{b / 1000:g}k': _pyav_codec('libopencore_amrnb', 'amr', bit_rate=b) for b in AMR_NB_MODES},
           'opus-nb-12k': _pyav_codec('libopus', 'ogg', bit_rate=12000, application='voip', cutoff=4000)}
+
+def codec_needs_pyav(name: str) -> bool:
+    "Whether codec `name` runs through PyAV (ffmpeg): G.726, AMR-NB, Opus; G.711 and GSM do not."
+    return getattr(CODECS[name], 'pyav', False)
 
 # %% ../nbs/00_channel_sim.ipynb #454c7d18
 def _delay_probe() -> np.ndarray:

@@ -590,6 +590,10 @@ def _data_line(path: Path, data_set: str, split: str) -> str:
     hours = f", {rep['hours_kept']:.4f} h (Stage 0 kept {rep['n_kept']} of {rep['n_lines']})" if rep else ''
     return f'{split:5} {path}: {n} lines{hours}'
 
+def _print_params(p: StageParams):
+    print('All parameters:')
+    for f in fields(p): print(f'  {f.name:16} {getattr(p, f.name)!r}')
+
 def describe_stage(p: StageParams) -> dict:
     "Print what stage `p` is about to do (data, starting checkpoint, the plan's row, funasr settings); return it."
     data, trains, after = STAGES[p.stage]['data'], ' + '.join(FREEZE_PLANS[p.stage]), STAGES[p.stage]['after']
@@ -598,7 +602,7 @@ def describe_stage(p: StageParams) -> dict:
     print(plan_table([p.stage]))
     try: inputs = stage_inputs(p)
     except MissingInput as e:
-        print(f'Not ready to train: {e}'); return dict(ready=False, params=asdict(p))
+        print(f'Not ready to train: {e}\n'); _print_params(p); return dict(ready=False, params=asdict(p))
     settings = funasr_settings(funasr_config(p, inputs))
     from_model = after is None or (after == 'baseline' and p.scale == 'full')
     start = 'the model directory' if from_model else f"{after}'s pointer"
@@ -611,8 +615,7 @@ def describe_stage(p: StageParams) -> dict:
     print(f"Writes: {stage_dir(p.exp_output, p.stage)}, pointer {pointer_path(p.exp_output, p.stage).name}\n")
     print('funasr settings:')
     for k, v in settings.items(): print(f'  {k:14} {v}')
-    print('\nAll parameters:')
-    for f in fields(p): print(f'  {f.name:16} {getattr(p, f.name)}')
+    print(); _print_params(p)
     return dict(ready=True, inputs={k: str(v) for k, v in inputs.items()}, funasr=settings, params=asdict(p))
 
 # %% ../nbs/03_train.ipynb #c08410c6

@@ -86,3 +86,20 @@ def test_two_runs_same_seed_same_data_and_metrics(tmp_path):
         assert ta[k].replace(str(tmp_path / 'a').encode(), b'X') == tb[k].replace(str(tmp_path / 'b').encode(), b'X'), k
     ma, mb = [json.loads((tmp_path / d / 'reports/r/eval_metrics.json').read_text()) for d in 'ab']
     assert ma == mb
+
+def papermill(*args, cwd):
+    return subprocess.run([cli('papermill'), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+def test_the_owners_command_runs_as_written(tmp_path):
+    "`papermill nbs/20_stage2.ipynb out.ipynb -p lr 5e-5`, no kernel named; with no data here it says what is missing."
+    r = papermill(ROOT / 'nbs' / '20_stage2.ipynb', 'out.ipynb', '-p', 'lr', '5e-5', cwd=tmp_path)
+    assert 'No kernel name found' not in r.stderr, r.stderr[-2000:]
+    assert r.returncode == 1 and 'missing training data' in r.stderr and 'make it with' in r.stderr, r.stderr[-2000:]
+    out = (tmp_path / 'out.ipynb').read_text()
+    assert 'lr = 5e-05' in out and 'lr               5e-05' in out, 'the value reached the stage'
+
+def test_gpus_0_from_papermill_means_gpu_0(tmp_path):
+    "`-p gpus 0` is the integer 0 to papermill: the stage reads it as GPU 0, never as the CPU."
+    r = papermill(ROOT / 'nbs' / '10_stage1.ipynb', 'out.ipynb', '-p', 'gpus', '0', cwd=tmp_path)
+    assert 'gpus = 0' in (tmp_path / 'out.ipynb').read_text(), 'papermill passed an integer'
+    assert "gpus             '0'" in (tmp_path / 'out.ipynb').read_text(), r.stderr[-2000:]
