@@ -20,7 +20,7 @@ from .evaluate import evaluate_stage, smoke_targets
 from .model import make_full_model, make_tiny_model
 from .plan import RELEASED_TINY, SETTINGS, data_file
 from .store import cli_errors, package_versions, write_atomic
-from .train import StageParams, run_stage
+from .train import StageParams, run_stage, shared_map
 
 # %% ../nbs/05_release.ipynb #f801bcf4
 RELEASE = dict(
@@ -97,8 +97,10 @@ def ship(skeleton, checkpoint, dst, made_with: dict, llm_dtype: str | None = Non
     (tmp / 'config.yaml').write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
     state = torch.load(checkpoint, map_location='cpu', mmap=True)['state_dict']
     # the weights in the dtype the release states (Fun-ASR-Nano-2512 ships bf16), LLM and audio blocks alike
-    cast = (lambda v: v.to(torch.bfloat16) if v.is_floating_point() else v) if llm_dtype == 'bf16' else (lambda v: v)
-    torch.save({'state_dict': {k: cast(v) for k, v in state.items() if not k.startswith(CTC_KEYS)}}, tmp / 'model.pt')
+    bf16 = llm_dtype == 'bf16'
+    state = shared_map({k: v for k, v in state.items() if not k.startswith(CTC_KEYS)},
+                       lambda k, v: v.to(torch.bfloat16) if bf16 and v.is_floating_point() else v)
+    torch.save({'state_dict': state}, tmp / 'model.pt')
     conf = dict(framework='pytorch', task='auto-speech-recognition', model=dict(type='funasr'),
                 file_path_metas=metas)
     (tmp / 'configuration.json').write_text(json.dumps(conf, indent=1) + '\n')

@@ -6,8 +6,8 @@
 __all__ = ['PLAN_NUMBERS', 'MAKERS', 'EXIT_DIVERGED', 'gpu_list', 'StageParams', 'MissingInput', 'stage_inputs', 'mix_replay',
            'funasr_config', 'funasr_settings', 'Fa8kTrainer', 'param_digest', 'atomic_torch_save', 'split_batch',
            'batch_keys', 'Diverged', 'dev_sample', 'dev_scores', 'peak_memory', 'train_worker_cli', 'launch_command',
-           'read_log', 'mean_state', 'stage_model', 'choose_checkpoint', 'finalize_lora', 'run_stage', 'describe_stage',
-           'plot_curves', 'block_of', 'changed_blocks', 'check_stage', 'check_effect']
+           'read_log', 'shared_map', 'mean_state', 'stage_model', 'choose_checkpoint', 'finalize_lora', 'run_stage',
+           'describe_stage', 'plot_curves', 'block_of', 'changed_blocks', 'check_stage', 'check_effect']
 
 # %% ../nbs/03_train.ipynb #ef9be563
 import datetime, hashlib, json, logging, os, resource, shutil, subprocess, sys, time
@@ -452,10 +452,19 @@ def _train(p: StageParams, cfg: dict, out: Path) -> int:
 def _tail(path, n: int = 15) -> str:
     return ''.join(open(path, errors='replace').readlines()[-n:]) if Path(path).exists() else ''
 
+def shared_map(state: dict, fn) -> dict:
+    "`fn(key, tensor)` once per tensor of a state dict: keys that shared a tensor (a tied embedding) share the result."
+    out, done = {}, {}
+    for k, v in state.items():
+        same = (v.untyped_storage().data_ptr(), v.storage_offset(), v.stride(), tuple(v.shape), v.dtype)
+        out[k] = done[same] if same in done else done.setdefault(same, fn(k, v))
+    return out
+
 def mean_state(states: list[dict]) -> dict:
-    "The element-wise mean of state dicts (integer tensors, such as counters, from the last one)."
-    return {k: (torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v)
-            for k, v in states[-1].items()}
+    "The element-wise mean of state dicts (integer tensors, such as counters, from the last one); ties kept."
+    def mean(k, v):
+        return torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v
+    return shared_map(states[-1], mean)
 
 # %% ../nbs/03_train.ipynb #6e2cdf56
 def _epoch_lines(out: Path) -> list[dict]:
@@ -572,6 +581,9 @@ def run_stage(p: StageParams) -> dict:
         log = out / 'funasr.log'
         raise RuntimeError(f'{p.stage}: training failed (exit {rc}); {log} ends with:\n{_tail(log)}')
     avg, choice = choose_checkpoint(p, cfg, out)
+    # funasr's own picks, which no stage hands on (the best epoch by dev loss, copied; the mean of the n best by dev
+    # loss): 4-5 GB each at full scale
+    for f in [out / 'model.pt.best', *out.glob('model.pt.avg[0-9]*')]: f.unlink(missing_ok=True)
     target = finalize_lora(p, cfg, avg) if p.stage == 'stage3' else avg
     # this process chose the checkpoint (and merged the LoRA): its peak memory beside the training process's
     choose_rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
