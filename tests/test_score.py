@@ -1,10 +1,15 @@
-"fa8k-score as a user runs it (files in, JSON out, named errors), and the counting against sclite's rules."
-import json, random, re, shutil, subprocess
+"fa8k-score as a user runs it (files in, JSON out, named errors), the normalisers, the counting against sclite's rules."
+import importlib.util, json, logging, random, re, shutil, subprocess, sys, types
 from collections import Counter
 from pathlib import Path
+import jieba
+import numpy as np
 import pytest
 from conftest import cli
-from fun_asr_8k.score import align_counts, score, sclite_alignment
+from fun_asr_8k.score import (NORMALISERS, align_counts, fun_asr_line, funasr_tool, normalise, numeric_pairs, score,
+                              sclite_alignment, units, words)
+from fun_asr_8k.sentences import SENTENCES
+from fun_asr_8k.sentences import test_sentences as held_out_sentences
 
 RESULTS = [dict(key='u1', ref='我想办理流量套餐', hyp='我想办理留量套餐'),           # 流量 missed: S
            # only normalisation
@@ -31,6 +36,7 @@ def test_cli_end_to_end(tmp_path):
     m = json.loads(out.read_text())
     assert {'cer', 'wer', 'kwer', 'u_cer', 'keyword_recall', 'keyword_precision', 'keyword_f1', 'counts',
             'normalisation', 'n_utterances', 'per_keyword', 'cer_ci95', 'kwer_ci95'} <= set(m)
+    assert m['normaliser'] == 'fa8k-v2' and 'normaliser fa8k-v2' in r.stdout
     # by hand: 8 + 12 + 7 + 6 = 33 reference characters; 1 S (留), 2 D (流量), 2 I (套餐)
     assert m['counts']['char'] == dict(N=33, C=30, S=1, D=2, I=2)
     assert m['cer'] == pytest.approx(5 / 33)
@@ -75,6 +81,10 @@ def test_missing_files_and_bad_keywords(tmp_path):
     assert r.returncode == 2 and 'nope.jsonl: no such results file' in r.stderr
     r = fa8k_score('--keywords', kw)
     assert r.returncode == 2 and '--results is required' in r.stderr
+    r = fa8k_score('--results', res, '--n_boot', -5)
+    assert r.returncode == 2 and '--n_boot -5: a number of resamples cannot be negative' in r.stderr
+    r = fa8k_score('--results', res, '--normaliser', 'jieba')
+    assert r.returncode == 2 and "normaliser 'jieba' is not one of: fa8k-v2, fa8k-v1, fun-asr" in r.stderr
     kw.write_text('流量\n\n# comment\n？！\n')
     r = fa8k_score('--results', res, '--keywords', kw)
     assert r.returncode == 2 and f"{kw}:4: keyword '？！' is empty once normalised" in r.stderr
@@ -128,4 +138,75 @@ def test_counts_agree_with_sclite_itself(tmp_path):
     got = [tuple(map(int, m)) for m in re.findall(r'Scores: \(#C #S #D #I\) (\d+) (\d+) (\d+) (\d+)', pra)]
     assert len(got) == len(pairs)
     for (r, h), (c, s, d, i) in zip(pairs, got):
+        assert align_counts(r, h) == dict(N=len(r), C=c, S=s, D=d, I=i), (r, h)
+
+def test_normaliser_is_chosen_and_recorded(tmp_path):
+    # a model that writes digits against references that say the numbers: only the normaliser differs
+    res, _ = write_inputs(tmp_path, [dict(key='a', ref='下午两点到', hyp='下午2点到'),
+                                     dict(key='b', ref='费用两万元', hyp='费用20000元')])
+    cer = {}
+    for name in NORMALISERS:
+        out = tmp_path / f'{name}.json'
+        r = fa8k_score('--results', res, '--output', out, '--normaliser', name, '--n_boot', 0)
+        assert r.returncode == 0, r.stderr
+        m = json.loads(out.read_text())
+        assert m['normaliser'] == name and m['normalisation']['order'] and f'normaliser {name}' in r.stdout
+        cer[name] = m['cer']
+    assert cer == {'fa8k-v2': 0, 'fa8k-v1': pytest.approx(2 / 10), 'fun-asr': pytest.approx(1 / 13)}
+
+def test_fun_asr_is_fun_asrs_own_script(tmp_path):
+    "`fun_asr_line` writes what Fun-ASR's shipped tools/whisper_mix_normalize.py writes, line by line."
+    tools = Path(importlib.util.find_spec('funasr').submodule_search_locations[0]) / 'models' / 'fun_asr_nano' / 'tools'
+    # the script imports its siblings as top-level modules, and pyopenjtalk (only used for Japanese kana, off here)
+    stubs = {'cn_tn': funasr_tool('cn_tn'), 'format5res': funasr_tool('format5res'),
+             'pyopenjtalk': types.ModuleType('pyopenjtalk')}
+    saved = {k: sys.modules.get(k) for k in stubs}
+    sys.modules.update(stubs)
+    try:
+        spec = importlib.util.spec_from_file_location('whisper_mix_normalize', tools / 'whisper_mix_normalize.py')
+        script = importlib.util.module_from_spec(spec); spec.loader.exec_module(script)
+    finally:
+        for k, v in saved.items():
+            if v is None: sys.modules.pop(k)
+            else: sys.modules[k] = v
+    lines = [p[k] for p in numeric_pairs() for k in ('written', 'spoken')] + [
+        '<|zh|>您好，請問iPhone 15 Pro多少錢？', 'Hello World! I am Mr. Smith', '我要 VIP 会员，谢谢', '２０２４年',
+        "It's 5 o'clock 下午", '(笑)好的=嗯', '下午两点，12:05', '您的话费余额是36.8元，请在3月5日前充值。']
+    (tmp_path / 'in.txt').write_text(''.join(f'u{i} {t}\n' for i, t in enumerate(lines)), encoding='utf-8')
+    script.normalize_text(str(tmp_path / 'in.txt'), str(tmp_path / 'out.txt'))
+    theirs = [(line.rstrip('\n').split('\t') + [''])[1] for line in open(tmp_path / 'out.txt', encoding='utf-8')]
+    assert len(theirs) == len(lines)
+    assert [fun_asr_line(t) for t in lines] == theirs
+
+def smoke_sentences() -> list[str]:
+    "Sentences of every smoke domain: the test sentences and a fresh draw."
+    rng = np.random.default_rng(1)
+    return ([s for d in SENTENCES for s, _ in held_out_sentences(300, d)]
+            + [SENTENCES[d](rng)[0] for d in SENTENCES for _ in range(300)])
+
+def test_rjieba_segments_as_jieba():
+    "WER words: rjieba (jieba-rs) makes jieba's segmentation (precise mode, default dictionary, HMM off)."
+    logging.getLogger('jieba').setLevel(logging.WARNING)
+    tok = jieba.Tokenizer()
+    texts = smoke_sentences() + [p[k] for p in numeric_pairs() for k in ('written', 'spoken')]
+    normalised = [normalise(t, n) for t in texts for n in NORMALISERS]
+    assert len(normalised) > 5000
+    assert [words(t) for t in normalised] == [[w for w in tok.cut(t, HMM=False) if not w.isspace()] for t in normalised]
+
+@pytest.mark.skipif(sclite_binary() is None, reason='SCTK is not installed (apt-get install sctk)')
+@pytest.mark.parametrize('normaliser', list(NORMALISERS))
+def test_numeric_set_normalised_agrees_with_sclite(tmp_path, normaliser):
+    "sclite's counts of the numeric set and the smoke sentences once both sides are normalised the same way."
+    pairs = [(p['spoken'], p['written']) for p in numeric_pairs()]
+    sents = smoke_sentences()[:200]
+    pairs += [(a, b) for a, b in zip(sents, sents[1:])]        # unrelated sentences: many errors of every kind
+    toks = [[units(normalise(text, normaliser)) for text in p] for p in pairs]
+    for name, col in (('ref', 0), ('hyp', 1)):   # units as hex tokens: sclite reads ASCII words
+        (tmp_path / f'{name}.trn').write_text(''.join(' '.join(t.encode().hex() for t in p[col]) + f' (spk_{i:05d})\n'
+                                                      for i, p in enumerate(toks)))
+    pra = subprocess.run([sclite_binary(), '-r', tmp_path / 'ref.trn', 'trn', '-h', tmp_path / 'hyp.trn', 'trn',
+                          '-i', 'rm', '-o', 'pra', 'stdout'], capture_output=True, text=True, check=True).stdout
+    got = [tuple(map(int, m)) for m in re.findall(r'Scores: \(#C #S #D #I\) (\d+) (\d+) (\d+) (\d+)', pra)]
+    assert len(got) == len(toks)
+    for (r, h), (c, s, d, i) in zip(toks, got):
         assert align_counts(r, h) == dict(N=len(r), C=c, S=s, D=d, I=i), (r, h)
