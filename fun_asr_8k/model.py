@@ -4,13 +4,16 @@
 
 # %% auto #0
 __all__ = ['QWEN3_0_6B', 'FUN_ASR_NANO', 'TINY', 'CHAT_TOKENS', 'MAX_CHARS_PER_S', 'BLOCKS', 'ModelDirError', 'model_overrides',
-           'model_config', 'load_model', 'tokenizer_texts', 'train_llm_tokenizer', 'tiny_config', 'write_cmvn',
-           'write_model_dir', 'make_tiny_model', 'FunASRNanoCTC', 'decodable', 'decode', 'load_checkpoint',
-           'freeze_plan_config', 'block_table', 'apply_freeze_plan', 'write_tiktoken_vocab', 'full_config',
-           'qwen3_stand_in', 'make_full_model', 'full_size_model', 'speech_token_coverage', 'make_tiny_model_cli']
+           'model_config', 'missing_keys_summarised', 'load_model', 'tokenizer_texts', 'train_llm_tokenizer',
+           'tiny_config', 'write_cmvn', 'write_model_dir', 'make_tiny_model', 'FunASRNanoCTC', 'decodable', 'decode',
+           'load_checkpoint', 'freeze_plan_config', 'block_table', 'apply_freeze_plan', 'write_tiktoken_vocab',
+           'full_config', 'qwen3_stand_in', 'make_full_model', 'full_size_model', 'speech_token_coverage',
+           'make_tiny_model_cli']
 
 # %% ../nbs/02_model.ipynb #c90b7234
-import base64, copy, json, logging, math, sys, tempfile
+import base64, copy, io, json, logging, math, re, sys, tempfile
+from collections import Counter
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Sequence
 
@@ -116,10 +119,23 @@ def model_config(model_dir, **overrides) -> dict:
     merged.setdefault('model_conf', {})     # with model_conf present funasr builds from this dict and downloads nothing
     return merged
 
+@contextmanager
+def missing_keys_summarised():
+    "funasr's 'Warning, miss key in ckpt' line, one per tensor a checkpoint lacks, counted by block into one line."
+    held, missing = io.StringIO(), {}
+    with redirect_stdout(held): yield
+    for line in held.getvalue().splitlines():
+        if m := re.match(r'Warning, miss key in ckpt: ([^.,]+)[^,]*, (.*)$', line):
+            missing.setdefault(m[2], Counter())[m[1]] += 1
+        else: print(line)
+    for path, blocks in missing.items():
+        print(f"{sum(blocks.values())} tensors not in {path}, built fresh: "
+              + ', '.join(f'{b} {n}' for b, n in blocks.items()))
+
 def load_model(model_dir, device: str = 'cpu', **overrides):
     "A funasr `AutoModel` of a Fun-ASR-Nano directory (real or tiny), loaded offline; `overrides` may change the class."
     from funasr import AutoModel
-    return AutoModel(**model_config(model_dir, device=device, **overrides))
+    with missing_keys_summarised(): return AutoModel(**model_config(model_dir, device=device, **overrides))
 
 # %% ../nbs/02_model.ipynb #001e9bd4
 TINY = dict(encoder_dim=64, encoder_blocks=2, encoder_tp_blocks=1, encoder_units=128, adaptor_ffn=128, llm_hidden=96,
@@ -334,7 +350,8 @@ def load_checkpoint(path, device: str = 'cpu'):
     cfg.setdefault('model_conf', {})
     if cfg.get('peft_lora'):
         raise ValueError(f'{path}: a LoRA training checkpoint; load the merged model its stage wrote (final/model.pt)')
-    return AutoModel(**{k: v for k, v in cfg.items() if k not in ('train_data_set_list', 'valid_data_set_list')})
+    with missing_keys_summarised():
+        return AutoModel(**{k: v for k, v in cfg.items() if k not in ('train_data_set_list', 'valid_data_set_list')})
 
 # %% ../nbs/02_model.ipynb #d6e54d70
 def freeze_plan_config(stage: str, lora: dict = LORA['full']) -> dict:

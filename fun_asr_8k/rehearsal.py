@@ -16,6 +16,7 @@ from fastcore.script import call_parse
 from .data import CorpusSpec, make_corpus
 from .experiment import StageFailed, md_table, run_experiment
 from .manifest import read_manifest
+from .model import missing_keys_summarised
 from .plan import FREEZE_PLANS, stage_dir
 from .release import make_full_stand_in
 from .store import cli_errors, write_atomic
@@ -53,7 +54,8 @@ def stock_loads(model_dir, checkpoint=None, device: str = 'cpu') -> dict:
     "Load `checkpoint` (default: the directory's own) with stock funasr: the class, tensors saved, left out, changed."
     from funasr import AutoModel
     ck = Path(checkpoint or Path(model_dir) / 'model.pt')
-    am = AutoModel(model=str(model_dir), init_param=str(ck), device=device, disable_update=True)
+    with missing_keys_summarised(): am = AutoModel(model=str(model_dir), init_param=str(ck), device=device,
+                                                   disable_update=True)
     own, saved = am.model.state_dict(), torch.load(ck, map_location='cpu', mmap=True)['state_dict']
     left = [k for k in saved if k not in own]
     changed = [k for k in saved if k in own and not torch.equal(own[k].cpu(), saved[k].to(own[k].dtype))]
@@ -107,7 +109,8 @@ def rehearse(work_dir, corpus=None, gpus: str = '', bf16: bool = False, nproc: i
     corpus = relocatable(Path(corpus or work / 'corpus').absolute())
     model_dir = work / 'Fun-ASR-Nano-stand-in'
     if not (model_dir / 'made_with.json').exists(): make_full_stand_in(model_dir, corpus, seed)
-    stage_params = dict(epochs=epochs, dev_utts=dev_utts, bf16=bf16, expect_learning=False)
+    # the epoch checkpoints go once each stage has chosen (their sizes are in its report): 15 GB at most on disk
+    stage_params = dict(epochs=epochs, dev_utts=dev_utts, bf16=bf16, expect_learning=False, keep_epochs=False)
     if not gpus: stage_params['nproc'] = nproc
     exp_output = work / 'exp_output'
     run = run_experiment(0, 4, 'full', run_id, str(exp_output), reports, seed=seed, stage_params=stage_params,

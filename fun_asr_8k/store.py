@@ -316,7 +316,7 @@ def nothing_kept(manifest, dropped: list[dict]) -> NothingKept:
 
 # %% ../nbs/91_store.ipynb #a9c2eb70
 RECORDED_PACKAGES = ('torch', 'funasr', 'transformers', 'peft', 'numpy', 'scipy', 'soxr', 'av', 'soundfile',
-                     'rapidfuzz', 'jieba', 'nbdev', 'papermill')
+                     'rapidfuzz', 'rjieba', 'wetext', 'nbdev', 'papermill')
 
 def package_versions() -> dict:
     "Versions of Python and of the packages a run depends on (None: not installed)."

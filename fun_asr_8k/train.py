@@ -56,6 +56,7 @@ class StageParams:
     threads: int = 1                   # torch threads of a CPU training process (0: all cores); 1 is fastest here
     dev_utts: int = 100                # a seeded sample of dev utterances decoded each epoch (dev CER, KWER)
     avg_last: int = 3                  # the mean of the last 2..avg_last epochs competes with each epoch on dev CER
+    keep_epochs: bool = True           # False: once chosen, only model.pt.avg stays (each epoch is 4-5 GB at full size)
     gpus: str = ''                     # e.g. '2,3' or 0: CUDA devices, one process each (torchrun); '' = CPU
     nproc: int = 1                     # CPU only: training processes (torchrun, gloo DDP, `threads` threads each)
     nnodes: int = 1                    # torchrun nodes; with rdzv_endpoint for several machines
@@ -591,6 +592,8 @@ def run_stage(p: StageParams) -> dict:
                   **replay)
     write_atomic(out / 'stage_report.json', json.dumps(report, ensure_ascii=False, indent=1))
     write_atomic(ptr, str(target) + '\n')
+    if not p.keep_epochs:   # the epochs (and funasr's latest, for resuming) are only needed until the pointer exists
+        for f in [out / 'model.pt', *out.glob('model.pt.ep*')]: f.unlink(missing_ok=True)
     return report
 
 # %% ../nbs/03_train.ipynb #7759dc96
