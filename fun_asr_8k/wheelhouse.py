@@ -109,7 +109,7 @@ def fetch(name: str, version: str, out: Path, python: str | None = None) -> dict
         how = 'built here from its source'
     new = _wheel_of(out, name, version)
     if r.returncode or not new: raise RuntimeError(f'{spec}: no wheel for the node ({r.stderr.strip()[-400:]})')
-    if how != 'downloaded' and not new[0].name.endswith('-py3-none-any.whl'):
+    if how != 'downloaded' and not new[0].name.endswith('-none-any.whl'):   # pure Python: any platform
         raise RuntimeError(f'{spec}: only a source is published and it builds {new[0].name}, not pure Python')
     return dict(name=name, version=version, file=new[0].name, how=how, mb=_mb(new[0]))
 
