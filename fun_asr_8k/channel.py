@@ -7,8 +7,8 @@ __all__ = ['FRAME', 'AMR_NB_MODES', 'CODECS', 'LOSS_MODELS', 'CONCEALMENTS', 'OR
            'TELEPHONE_MASK', 'speak', 'mulaw_encode', 'mulaw_decode', 'alaw_encode', 'alaw_decode', 'resample',
            'fit_length', 'bandpass_sos', 'bandpass', 'to_int16', 'to_float', 'codec_needs_pyav', 'codec_delay',
            'codec_roundtrip', 'lost_frames', 'conceal', 'rms', 'babble', 'noise_gain', 'BabblePool', 'ChannelConfig',
-           'utterance_seed', 'draw_settings', 'simulate', 'frequency_response', 'mask_violations', 'load_babble_pool',
-           'simulate_manifest', 'channel_config', 'simulate_cli']
+           'missing_here', 'utterance_seed', 'draw_settings', 'simulate', 'frequency_response', 'mask_violations',
+           'load_babble_pool', 'simulate_manifest', 'channel_config', 'simulate_cli']
 
 # %% ../nbs/00_channel_sim.ipynb #9cdcbe77
 import ctypes, ctypes.util, hashlib, heapq, io, json, math, shutil, subprocess
@@ -345,6 +345,16 @@ def _span(v) -> tuple[float, float]:
 PRESETS = {'plan': ChannelConfig(),
            'realistic': ChannelConfig(preset='realistic', order='realistic', codecs=REALISTIC_CODECS,
                                       loss_model='gilbert', concealment='plc')}
+
+# %% ../nbs/00_channel_sim.ipynb #5c3128dd
+def missing_here(cfg: ChannelConfig) -> list[str]:
+    "What channel `cfg` needs that this machine lacks: PyAV for some codecs, libspandsp2 for the PLC (offline nodes)."
+    try: import av; out = []   # noqa: F401
+    except ImportError: out = [f'{n} (PyAV)' for n, _ in cfg.codecs if codec_needs_pyav(n)]
+    if cfg.concealment == 'plc':
+        try: _spandsp()
+        except RuntimeError: out.append('plc concealment (libspandsp2)')
+    return out
 
 # %% ../nbs/00_channel_sim.ipynb #93700d32
 def utterance_seed(seed: int, key: str) -> int:
