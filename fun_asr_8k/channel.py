@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['FRAME', 'AMR_NB_MODES', 'CODECS', 'LOSS_MODELS', 'CONCEALMENTS', 'ORDERS', 'REALISTIC_CODECS', 'PRESETS',
            'TELEPHONE_MASK', 'speak', 'mulaw_encode', 'mulaw_decode', 'alaw_encode', 'alaw_decode', 'resample',
-           'fit_length', 'bandpass_sos', 'bandpass', 'to_int16', 'to_float', 'codec_needs_pyav', 'codec_delay',
-           'codec_roundtrip', 'lost_frames', 'conceal', 'rms', 'babble', 'noise_gain', 'BabblePool', 'ChannelConfig',
-           'utterance_seed', 'draw_settings', 'simulate', 'frequency_response', 'mask_violations', 'load_babble_pool',
-           'simulate_manifest', 'channel_config', 'simulate_cli']
+           'fit_length', 'bandpass_sos', 'bandpass', 'to_int16', 'to_float', 'codec_needs_pyav', 'codecs_missing',
+           'codec_delay', 'codec_roundtrip', 'lost_frames', 'conceal', 'rms', 'babble', 'noise_gain', 'BabblePool',
+           'ChannelConfig', 'utterance_seed', 'draw_settings', 'simulate', 'frequency_response', 'mask_violations',
+           'load_babble_pool', 'simulate_manifest', 'channel_config', 'simulate_cli']
 
 # %% ../nbs/00_channel_sim.ipynb #9cdcbe77
 import ctypes, ctypes.util, hashlib, heapq, io, json, math, shutil, subprocess
@@ -185,6 +185,12 @@ CODECS = {'none': None,
 def codec_needs_pyav(name: str) -> bool:
     "Whether codec `name` runs through PyAV (ffmpeg): G.726, AMR-NB, Opus; G.711 and GSM do not."
     return getattr(CODECS[name], 'pyav', False)
+
+def codecs_missing(codecs) -> list[str]:
+    "The codecs of a mix ((name, weight) pairs) that cannot run here: those that need PyAV where it is not installed."
+    try: import av   # noqa: F401
+    except ImportError: return [n for n, _ in codecs if codec_needs_pyav(n)]
+    return []
 
 # %% ../nbs/00_channel_sim.ipynb #454c7d18
 def _delay_probe() -> np.ndarray:
