@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['FRAME', 'AMR_NB_MODES', 'CODECS', 'LOSS_MODELS', 'CONCEALMENTS', 'ORDERS', 'REALISTIC_CODECS', 'PRESETS',
            'TELEPHONE_MASK', 'speak', 'mulaw_encode', 'mulaw_decode', 'alaw_encode', 'alaw_decode', 'resample',
-           'fit_length', 'bandpass_sos', 'bandpass', 'to_int16', 'to_float', 'codec_needs_pyav', 'codecs_missing',
-           'codec_delay', 'codec_roundtrip', 'lost_frames', 'conceal', 'rms', 'babble', 'noise_gain', 'BabblePool',
-           'ChannelConfig', 'utterance_seed', 'draw_settings', 'simulate', 'frequency_response', 'mask_violations',
+           'fit_length', 'bandpass_sos', 'bandpass', 'to_int16', 'to_float', 'codec_needs_pyav', 'codec_delay',
+           'codec_roundtrip', 'lost_frames', 'conceal', 'rms', 'babble', 'noise_gain', 'BabblePool', 'ChannelConfig',
+           'missing_here', 'utterance_seed', 'draw_settings', 'simulate', 'frequency_response', 'mask_violations',
            'load_babble_pool', 'simulate_manifest', 'channel_config', 'simulate_cli']
 
 # %% ../nbs/00_channel_sim.ipynb #9cdcbe77
@@ -186,12 +186,6 @@ def codec_needs_pyav(name: str) -> bool:
     "Whether codec `name` runs through PyAV (ffmpeg): G.726, AMR-NB, Opus; G.711 and GSM do not."
     return getattr(CODECS[name], 'pyav', False)
 
-def codecs_missing(codecs) -> list[str]:
-    "The codecs of a mix ((name, weight) pairs) that cannot run here: those that need PyAV where it is not installed."
-    try: import av   # noqa: F401
-    except ImportError: return [n for n, _ in codecs if codec_needs_pyav(n)]
-    return []
-
 # %% ../nbs/00_channel_sim.ipynb #454c7d18
 def _delay_probe() -> np.ndarray:
     "A fixed speech-band probe: band-passed noise with a syllable-rate envelope, int16 at 8 kHz."
@@ -351,6 +345,16 @@ def _span(v) -> tuple[float, float]:
 PRESETS = {'plan': ChannelConfig(),
            'realistic': ChannelConfig(preset='realistic', order='realistic', codecs=REALISTIC_CODECS,
                                       loss_model='gilbert', concealment='plc')}
+
+# %% ../nbs/00_channel_sim.ipynb #5c3128dd
+def missing_here(cfg: ChannelConfig) -> list[str]:
+    "What channel `cfg` needs that this machine lacks: PyAV for some codecs, libspandsp2 for the PLC (offline nodes)."
+    try: import av; out = []   # noqa: F401
+    except ImportError: out = [f'{n} (PyAV)' for n, _ in cfg.codecs if codec_needs_pyav(n)]
+    if cfg.concealment == 'plc':
+        try: _spandsp()
+        except RuntimeError: out.append('plc concealment (libspandsp2)')
+    return out
 
 # %% ../nbs/00_channel_sim.ipynb #93700d32
 def utterance_seed(seed: int, key: str) -> int:

@@ -22,7 +22,7 @@ import soundfile as sf
 from fastcore.script import call_parse
 from tqdm.auto import tqdm
 
-from .channel import PRESETS, BabblePool, codecs_missing, resample, simulate, simulate_manifest, speak
+from .channel import PRESETS, BabblePool, missing_here, resample, simulate, simulate_manifest, speak
 from .manifest import (SPEECH_RE, SR_NARROW, SR_WIDE, AudioError, ManifestError, ManifestTuples, audio_frames,
                                  chatml_line, output_wav_path, parse_manifest_line, read_audio, read_manifest,
                                  unique_items, wav_bytes)
@@ -403,9 +403,9 @@ def _stage0_plan(general_dir, telephone_dir, data: Path) -> list[tuple]:
     folders, out = dict(general=general_dir, telephone=telephone_dir), []
     for name, ds in DATA_SETS.items():
         src = Path(folders[ds['source']])
-        if ds.get('channel') and (missing := codecs_missing(PRESETS[ds['channel']].codecs)):
-            # an offline GPU node may lack PyAV: the set its channel needs is left out, and said so
-            print(f"{name}: not made: its {ds['channel']} channel's {', '.join(missing)} need PyAV (pip install av)")
+        if ds.get('channel') and (missing := missing_here(PRESETS[ds['channel']])):
+            # an offline GPU node may lack PyAV or libspandsp2: the set whose channel needs them is left out, said so
+            print(f"{name}: not made: its {ds['channel']} channel needs {', '.join(missing)}")
             continue
         for split, manifest_name in ds['splits'].items():
             given = (src / f'{manifest_name}.jsonl').exists() or (src / manifest_name).is_dir()

@@ -371,13 +371,15 @@ def freeze_plan_config(stage: str, lora: dict = LORA['full']) -> dict:
 BLOCKS = ('audio_encoder', 'audio_adaptor', 'ctc_decoder', 'ctc', 'llm')
 
 def block_table(model: torch.nn.Module) -> list[dict]:
-    "Per block: total and trainable parameters (LoRA adapters counted inside the LLM)."
+    "Per block: total and trainable parameters (LoRA adapters counted inside the LLM), and their bytes as stored."
     rows = []
     for b in BLOCKS:
         m = getattr(model, b, None)
         ps = list(m.parameters()) if m is not None else []
-        trainable = sum(p.numel() for p in ps if p.requires_grad)
-        rows.append(dict(block=b, params=sum(p.numel() for p in ps), trainable=trainable))
+        nbytes = lambda ps: sum(p.numel() * p.element_size() for p in ps)
+        train = [p for p in ps if p.requires_grad]
+        rows.append(dict(block=b, params=sum(p.numel() for p in ps), trainable=sum(p.numel() for p in train),
+                         bytes=nbytes(ps), trainable_bytes=nbytes(train)))
     return rows
 
 def apply_freeze_plan(model: torch.nn.Module, stage: str) -> torch.nn.Module:

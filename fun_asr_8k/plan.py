@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['DATA_SETS', 'OPTIONAL_SPLITS', 'STAGES', 'STAGE_ORDER', 'FREEZE_PLANS', 'LORA', 'REPLAY_DATA', 'STAGE_CHECKS',
-           'SETTINGS', 'SCALES', 'EXPECT', 'PLAN_TARGETS', 'PLAN_FIGURES', 'SMOKE_TARGETS', 'RELEASED_TINY',
-           'EVAL_SETS', 'RUNS', 'smoke_target', 'target_met', 'plan_table', 'data_file', 'exp_dir', 'stage_dir',
-           'pointer_path', 'stage_checkpoints', 'eval_set']
+           'SETTINGS', 'SCALES', 'LR_RULES', 'EXPECT', 'PLAN_TARGETS', 'PLAN_FIGURES', 'SMOKE_TARGETS', 'RELEASED_TINY',
+           'EVAL_SETS', 'RUNS', 'scaled_lr', 'scaled_warmup', 'token_batching', 'smoke_target', 'target_met',
+           'plan_table', 'data_file', 'exp_dir', 'stage_dir', 'pointer_path', 'stage_checkpoints', 'eval_set']
 
 # %% ../nbs/90_plan.ipynb #5f79883a
 from importlib.resources import files
@@ -73,6 +73,27 @@ SETTINGS = {  # (stage, scale) -> lr, batch_tokens, epochs, warmup, accum_grad, 
     ('stage3', 'smoke'): dict(lr=2e-3, batch_tokens=4000, epochs=3, warmup=50, accum_grad=1, early_stopping=0,
                               replay=1.0, hotwords=0.5)}
 SCALES = ('smoke', 'full')
+
+# %% ../nbs/90_plan.ipynb #c2d8e5f1
+LR_RULES = ('linear', 'sqrt')   # how the peak learning rate grows with the token batch
+
+def scaled_lr(lr: float, batch_tokens: int, base_tokens: int, rule: str = 'linear') -> float:
+    "The peak learning rate at `batch_tokens` for `lr` tuned at `base_tokens`: x k (linear) or x sqrt(k) (sqrt)."
+    if rule not in LR_RULES: raise ValueError(f'lr rule {rule!r}: expected one of {LR_RULES}')
+    if batch_tokens <= 0 or base_tokens <= 0:
+        raise ValueError(f'token batches must be > 0: {batch_tokens}, {base_tokens}')
+    k = batch_tokens / base_tokens
+    return lr * (k if rule == 'linear' else k ** 0.5)
+
+def scaled_warmup(warmup: int, batch_tokens: int, base_tokens: int) -> int:
+    "Warm-up steps at `batch_tokens` that see the audio `warmup` steps of `base_tokens` see (at least 1)."
+    return max(1, round(warmup * base_tokens / batch_tokens))
+
+# %% ../nbs/90_plan.ipynb #f5ab18c4
+def token_batching(batch_tokens: int, base_tokens: int = 8192, sort_size: int = 1024) -> dict:
+    "funasr dataset_conf of a token batch: funasr's own up to `base_tokens`; above it a larger sort buffer, no cap."
+    if batch_tokens <= base_tokens: return dict(sort_size=sort_size, batch_size_sample_max=200)
+    return dict(sort_size=round(sort_size * batch_tokens / base_tokens), batch_size_sample_max=100_000)
 
 # %% ../nbs/90_plan.ipynb #b5b9ec5c
 EXPECT = {  # stage -> the training loss to watch, the plan's expected fall at full scale (None: none stated), in words

@@ -38,10 +38,9 @@ def relocatable(corpus_dir) -> Path:
     return Path(corpus_dir)
 
 # %% ../nbs/60_rehearsal.ipynb #7c9d00f9
-def expected_mb(blocks: list[dict], llm_bytes: int = 4, optimiser: bool = False) -> float:
+def expected_mb(blocks: list[dict], optimiser: bool = False) -> float:
     "MB a checkpoint of a model with `blocks` (`block_table` rows) must have: weights, and AdamW's moments if saved."
-    weights = sum(b['params'] * (llm_bytes if b['block'] == 'llm' else 4) for b in blocks)
-    return (weights + (8 * sum(b['trainable'] for b in blocks) if optimiser else 0)) / 2 ** 20
+    return sum(b['bytes'] + (2 * b['trainable_bytes'] if optimiser else 0) for b in blocks) / 2 ** 20
 
 def size_check(actual_mb: float | None, expected: float, tolerance: float = 0.02) -> dict:
     "An actual size against the expected one: both, their ratio, and whether within `tolerance`."
@@ -69,14 +68,13 @@ def stage_facts(exp_output: Path, model_dir: Path, stage: str, device: str) -> d
     "One trained stage checked: sizes against its blocks, stock loading, the blocks that changed; its costs."
     r = json.loads((stage_dir(exp_output, stage) / 'stage_report.json').read_text())
     model = next(l for l in map(json.loads, open(stage_dir(exp_output, stage) / 'train.log')) if l['event'] == 'model')
-    llm_bytes = 2 if r['params']['bf16'] else 4
     ck = Path(r['checkpoint'])
     stock = stock_loads(ck.parent if stage == 'stage3' else model_dir, None if stage == 'stage3' else ck, device)
     changed = sorted(changed_blocks(r['inputs']['init'], ck))
     plan = ['llm'] if stage == 'stage3' else sorted(FREEZE_PLANS[stage])
-    sizes = dict(checkpoint_size=size_check(r['checkpoint_mb'], expected_mb(model['blocks'], llm_bytes)),
+    sizes = dict(checkpoint_size=size_check(r['checkpoint_mb'], expected_mb(model['blocks'])),
                  epoch_checkpoint_size=size_check(r['epoch_checkpoint_mb'],
-                                                  expected_mb(model['blocks'], llm_bytes, optimiser=True)))
+                                                  expected_mb(model['blocks'], optimiser=True)))
     return dict(stage=stage, trainable=r['trainable'], total=r['total'], world_size=r['world_size'],
                 checkpoint=str(ck), **sizes,
                 stock=stock, changed=changed, plan=plan, freeze_plan_held=changed == plan, disk_mb=r['disk_mb'],
@@ -87,18 +85,18 @@ def stage_facts(exp_output: Path, model_dir: Path, stage: str, device: str) -> d
 def rehearsal_md(rows: list[dict], wall_s: dict, where: str) -> str:
     "The rehearsal's table: per stage what trains, sizes (actual / expected), stock loading, the freeze plan, costs."
     mb = lambda c: f"{c['actual_mb']:,.0f} / {c['expected_mb']:,.0f} {'ok' if c['ok'] else '**NO**'}"
-    nb = {'stage1': '10_stage1', 'stage2': '20_stage2', 'stage3': '30_stage3'}
+    gpu = lambda r: '-' if r['gpu_peak_mb'] is None else f"{r['gpu_peak_mb']:,}"
     body = [[r['stage'], f"{r['trainable'] / 1e6:.2f} M / {r['total'] / 1e6:.1f} M", r['world_size'],
              mb(r['checkpoint_size']), mb(r['epoch_checkpoint_size']),
              f"{r['stock']['model_class']}: {r['stock']['tensors']} tensors, {'ok' if r['stock']['ok'] else '**NO**'}",
              f"{', '.join(r['changed'])} {'ok' if r['freeze_plan_held'] else '**NO**'}",
-             f"{r['peak_rss_mb']:,} / {r['choose_peak_rss_mb']:,}", '-' if r['gpu_peak_mb'] is None
-             else f"{r['gpu_peak_mb']:,}", wall_s.get(nb[r['stage']], '-')] for r in rows]
+             f"{r['peak_rss_mb']:,} / {r['choose_peak_rss_mb']:,}", gpu(r), r['train_wall_s']] for r in rows]
     head = ['stage', 'trainable / total', 'processes', 'checkpoint MB (actual / expected)',
             'epoch checkpoint MB, with AdamW', 'stock funasr loads it', 'blocks changed (the plan)',
-            'peak RSS MB: training / choosing', 'GPU peak MB', 'wall s']
-    others = ', '.join(f'{k} {v} s' for k, v in wall_s.items() if k not in nb.values())
-    return f'{where}\n\n' + md_table(body, head) + f'\n\nOther run stages: {others}.\n'
+            'peak RSS MB: training / choosing', 'GPU peak MB', 'stage s (train, choose, merge)']
+    notebooks = ', '.join(f'{k} {v} s' for k, v in wall_s.items())
+    return (f'{where}\n\n' + md_table(body, head)
+            + f'\n\nEach notebook of the last run, in s (a resumed run skips what is done): {notebooks}.\n')
 
 # %% ../nbs/60_rehearsal.ipynb #ac4bb66c
 def rehearse(work_dir, corpus=None, gpus: str = '', bf16: bool = False, nproc: int = 1, epochs: int = 2,
