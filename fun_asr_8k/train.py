@@ -24,8 +24,9 @@ from fastcore.script import call_parse
 
 from .manifest import read_audio, read_test_set, with_hotwords
 from .model import block_table, decode, freeze_plan_config, load_model, model_config
-from .plan import (DATA_SETS, EXPECT, FREEZE_PLANS, LORA, RELEASED_TINY, REPLAY_DATA, SETTINGS, STAGE_CHECKS,
-                             STAGES, data_file, plan_table, pointer_path, stage_dir)
+from .plan import (DATA_SETS, EXPECT, FREEZE_PLANS, LORA, LR_RULES, RELEASED_TINY, REPLAY_DATA, SETTINGS,
+                             STAGE_CHECKS, STAGES, data_file, plan_table, pointer_path, scaled_lr, scaled_warmup,
+                             stage_dir, token_batching)
 from .score import read_keywords, score
 from .sentences import hotword_list
 from .store import write_atomic
@@ -50,6 +51,7 @@ class StageParams:
     model_dir: str = str(RELEASED_TINY)  # the released model directory (config, tokenizers; stage 1 starts from it)
     lr: float = None                   # peak learning rate (AdamW); None: the plan's
     batch_tokens: int = None           # token batch (funasr batch_type token); None: the plan's
+    lr_rule: str = ''                  # 'linear'/'sqrt': lr and warm-up follow a batch_tokens unlike the plan's
     epochs: int = None                 # None: the plan's
     warmup: int = None                 # linear warm-up steps (funasr's warmuplr); None: the plan's
     accum_grad: int = None             # gradient accumulation; None: the plan's
@@ -75,14 +77,21 @@ class StageParams:
     def __post_init__(self):
         if self.stage not in STAGES: raise ValueError(f'stage {self.stage!r}: expected one of {tuple(STAGES)}')
         self.gpus = gpu_list(self.gpus)
+        if self.lr_rule not in ('', *LR_RULES): raise ValueError(f'lr_rule {self.lr_rule!r}: expected {LR_RULES}')
         if self.nproc < 1: raise ValueError(f'nproc {self.nproc}: expected at least one training process')
         if self.gpus and self.nproc != 1:
             raise ValueError(f'nproc {self.nproc} with gpus {self.gpus!r}: on GPUs there is one process per GPU')
         plan = SETTINGS.get((self.stage, self.scale))
+        given = {k: getattr(self, k) is not None for k in PLAN_NUMBERS}
         for k in PLAN_NUMBERS:
-            if getattr(self, k) is not None: continue
+            if given[k]: continue
             if plan is None: raise ValueError(f'{self.stage} at {self.scale} scale: the plan has no {k}; give it')
             setattr(self, k, plan[k])
+        # a larger batch is another recipe: its learning rate and warm-up follow the rule asked for, never silently
+        if self.lr_rule and plan and self.batch_tokens != plan['batch_tokens']:
+            if not given['lr']: self.lr = scaled_lr(plan['lr'], self.batch_tokens, plan['batch_tokens'], self.lr_rule)
+            if not given['warmup']: self.warmup = scaled_warmup(plan['warmup'], self.batch_tokens, plan['batch_tokens'])
+
 
 # %% ../nbs/03_train.ipynb #46e4eec6
 class MissingInput(FileNotFoundError):
@@ -162,10 +171,11 @@ def funasr_config(p: StageParams, inputs: dict) -> dict:
         inputs['model_dir'], **plan, init_param=str(inputs['init']), seed=p.seed,
         train_data_set_list=str(inputs['train']), valid_data_set_list=str(inputs['dev']), output_dir=str(out),
         device='cuda' if p.gpus else 'cpu', ncpu=ncpu, backend='nccl' if p.gpus else 'gloo',
+        # funasr's own batching up to the plan's batch; above it a larger sort buffer and no 199-utterance cap
         dataset_conf=dict(index_ds='FunASR', batch_sampler='BatchSampler', batch_type='token',
                           batch_size=p.batch_tokens, max_token_length=p.batch_tokens,
-                          batch_size_token_max=4 * p.batch_tokens, sort_size=1024, shuffle=True,
-                          num_workers=p.num_workers),
+                          batch_size_token_max=4 * p.batch_tokens, shuffle=True, num_workers=p.num_workers,
+                          **token_batching(p.batch_tokens)),
         # every epoch's checkpoint is kept: the last ones may be averaged (choose_checkpoint)
         train_conf=dict(max_epoch=p.epochs, log_interval=p.log_interval, keep_nbest_models=p.epochs,
                         avg_nbest_model=1, avg_keep_nbest_models_type='loss',
