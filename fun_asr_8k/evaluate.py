@@ -9,7 +9,10 @@ __all__ = ['OPTIONAL_SETS', 'INFERENCE_FACTS', 'TABLE_HEAD', 'shown_path', 'eval
            'worst_table_md', 'keyword_recalls']
 
 # %% ../nbs/40_eval.ipynb #efaa95e9
+import io, multiprocessing
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Iterable
 
@@ -20,6 +23,7 @@ from .manifest import read_test_set
 from .model import load_checkpoint
 from .plan import (EVAL_SETS, PLAN_TARGETS, RUNS, SMOKE_TARGETS, STAGES, data_file, eval_set, smoke_target,
                              stage_checkpoints, target_met)
+from .store import importable
 from .score import (ANNOTATION_ERROR, align_counts, n_errors, normalise, ratio, sclite_alignment, score_files,
                               summary_line, units)
 
@@ -57,15 +61,30 @@ def evaluate_stage(stage: str, checkpoint, exp_output, keywords, run_dir, runs=R
         row['runs'][run] = dict(inference=facts, metrics=metrics)
     return row
 
-def evaluate_stages(exp_output, keywords, run_dir, model_dir=None, **infer_opts) -> list[dict]:
-    "The rows of the evaluation table: each stage with a checkpoint decoded and scored, the others marked missing."
-    rows = []
+def _stage_row(job: tuple) -> tuple[dict, str]:
+    "One stage evaluated in a worker process (one torch thread): its row and what it printed."
+    stage, ck, exp_output, keywords, run_dir, infer_opts = job
+    import torch
+    torch.set_num_threads(1)
+    with redirect_stdout(printed := io.StringIO()): row = evaluate_stage(stage, ck, exp_output, keywords, run_dir,
+                                                                         **infer_opts)
+    return row, printed.getvalue()
+
+def evaluate_stages(exp_output, keywords, run_dir, model_dir=None, workers: int = 1, **infer_opts) -> list[dict]:
+    "The rows of the evaluation table: each stage with a checkpoint decoded and scored (`workers` at a time)."
+    rows, jobs = {}, []
     for stage, ck in stage_checkpoints(exp_output, model_dir).items():
-        if ck is None: rows.append(dict(stage=stage, missing=f"no {STAGES[stage]['pointer']}")); continue
-        if not ck.exists(): rows.append(dict(stage=stage, missing=f'no {ck}')); continue
-        print(f'{stage}: {ck}')
-        rows.append(evaluate_stage(stage, ck, exp_output, keywords, run_dir, **infer_opts))
-    return rows
+        if ck is None: rows[stage] = dict(stage=stage, missing=f"no {STAGES[stage]['pointer']}")
+        elif not ck.exists(): rows[stage] = dict(stage=stage, missing=f'no {ck}')
+        else: jobs.append((stage, ck, exp_output, keywords, run_dir, infer_opts))
+    # decoding is deterministic: the stages decoded side by side give the rows one at a time gives, sooner
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')) as ex:
+            done = list(ex.map(importable(_stage_row, 'fun_asr_8k.evaluate'), jobs))
+    else: done = map(_stage_row, jobs)
+    for job, (row, printed) in zip(jobs, done):
+        print(f'{job[0]}: {job[1]}\n{printed}', end=''); rows[job[0]] = row
+    return [rows[s] for s in STAGES if s in rows]
 
 # %% ../nbs/40_eval.ipynb #8b7b8561
 def _cell(m: dict, k: str, ci: bool = True) -> str:

@@ -63,7 +63,7 @@ class StageParams:
     avg_last: int = 3                  # the mean of the last 2..avg_last epochs competes with each epoch on dev CER
     keep_epochs: bool = True           # False: once chosen, only model.pt.avg stays (each epoch is 4-5 GB at full size)
     gpus: str = ''                     # e.g. '2,3' or 0: CUDA devices, one process each (torchrun); '' = CPU
-    nproc: int = 1                     # CPU only: training processes (torchrun, gloo DDP, `threads` threads each)
+    nproc: int = 1                     # CPU: processes (torchrun, gloo DDP) that share each step's batch_tokens
     nnodes: int = 1                    # torchrun nodes; with rdzv_endpoint for several machines
     rdzv_endpoint: str = ''            # host:port of torchrun's rendezvous (several nodes)
     bf16: bool = False                 # bf16 LLM weights and autocast (funasr's use_bf16; full scale on GPUs)
@@ -140,7 +140,8 @@ def mix_replay(train: Path, replay: Path, share: float, seed: int, out: Path) ->
     return Path(out), counts
 
 # %% ../nbs/03_train.ipynb #92ca0fb5
-def mix_hotwords(train: Path, keywords: list[str], share: float, seed: int, out: Path) -> tuple[Path, dict]:
+def mix_hotwords(train: Path, keywords: list[str], share: float, seed: int, out: Path, whole: float = 0.5
+                 ) -> tuple[Path, dict]:
     "`train`'s lines, a seeded `share` of them with a hotword list of `keywords` in their prompt; (out, counts)."
     rng, counts, lines = np.random.default_rng([seed, 11]), dict(lines=0, whole_list=0, sampled=0), []
     for text in Path(train).read_text(encoding='utf-8').splitlines():
@@ -148,10 +149,10 @@ def mix_hotwords(train: Path, keywords: list[str], share: float, seed: int, out:
         d, counts['lines'] = json.loads(text), counts['lines'] + 1
         if rng.random() < share:
             said = [k for k in keywords if k in d['messages'][2]['content']]
-            whole = rng.random() < 0.5
-            words = [keywords[i] for i in rng.permutation(len(keywords))] if whole else \
+            all_of_them = rng.random() < whole
+            words = [keywords[i] for i in rng.permutation(len(keywords))] if all_of_them else \
                 hotword_list(said, rng, len(keywords), keywords)
-            kind = 'whole_list' if whole else 'sampled'
+            kind = 'whole_list' if all_of_them else 'sampled'
             d, counts[kind] = with_hotwords(d, words), counts[kind] + 1
         lines.append(json.dumps(d, ensure_ascii=False))
     write_atomic(out, ''.join(l + '\n' for l in lines))
@@ -166,6 +167,9 @@ def funasr_config(p: StageParams, inputs: dict) -> dict:
     # torch threads: one per process on GPUs; on a CPU what `threads` says (one was 20-35x faster than two on a
     # shared 2-core machine); several CPU processes talk through gloo, GPUs through NCCL
     ncpu = 1 if p.gpus else (p.threads or max(1, len(os.sched_getaffinity(0)) // p.nproc))
+    # GPUs: batch_tokens per GPU (funasr's meaning, the plan's 8192 on each); CPU processes share one step's batch
+    # (each takes its part), so that `nproc` runs the same recipe faster
+    batch = p.batch_tokens if p.gpus else p.batch_tokens // p.nproc
     keywords = data_file(p.exp_output, STAGES[p.stage]['data'], 'dev').with_name('keywords.txt')
     return model_config(
         inputs['model_dir'], **plan, init_param=str(inputs['init']), seed=p.seed,
@@ -173,9 +177,8 @@ def funasr_config(p: StageParams, inputs: dict) -> dict:
         device='cuda' if p.gpus else 'cpu', ncpu=ncpu, backend='nccl' if p.gpus else 'gloo',
         # funasr's own batching up to the plan's batch; above it a larger sort buffer and no 199-utterance cap
         dataset_conf=dict(index_ds='FunASR', batch_sampler='BatchSampler', batch_type='token',
-                          batch_size=p.batch_tokens, max_token_length=p.batch_tokens,
-                          batch_size_token_max=4 * p.batch_tokens, shuffle=True, num_workers=p.num_workers,
-                          **token_batching(p.batch_tokens)),
+                          batch_size=batch, max_token_length=p.batch_tokens, batch_size_token_max=4 * batch,
+                          shuffle=True, num_workers=p.num_workers, **token_batching(batch)),
         # every epoch's checkpoint is kept: the last ones may be averaged (choose_checkpoint)
         train_conf=dict(max_epoch=p.epochs, log_interval=p.log_interval, keep_nbest_models=p.epochs,
                         avg_nbest_model=1, avg_keep_nbest_models_type='loss',
@@ -195,7 +198,7 @@ def funasr_settings(cfg: dict) -> dict:
     return dict(optimiser=cfg['optim'], lr=cfg['optim_conf']['lr'], weight_decay=cfg['optim_conf']['weight_decay'],
                 grad_clip=t['grad_clip'], schedule=f"{cfg['scheduler']} ({cfg['scheduler_conf']['warmup_steps']} "
                 'warm-up steps, then lr x (warm-up / step) ** 0.5)', epochs=t['max_epoch'], accum_grad=t['accum_grad'],
-                batch=f"{d['batch_size']} tokens ({d['batch_type']} batches, padded length x utterances)",
+                batch=f"{d['batch_size']} tokens a process ({d['batch_type']} batches, padded length x utterances)",
                 token_cap=d['max_token_length'], early_stopping=t['early_stopping_patience'],
                 ctc_weight=cfg.get('ctc_weight'), ctc_loss=cfg.get('ctc_train', False),
                 llm_dtype=cfg['llm_conf']['llm_dtype'], device=cfg['device'], threads=cfg['ncpu'])
@@ -600,13 +603,13 @@ def run_stage(p: StageParams) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     for tmp in out.glob('*.tmp-*'): tmp.unlink()   # a save or an average killed half-way
     mixed = {}
-    if p.replay:
-        inputs['train'], mixed['replay'] = mix_replay(inputs['train'], inputs['replay'], p.replay, p.seed,
-                                                      out / 'train_replay.jsonl')
-    if p.hotwords:
+    if p.hotwords:   # the stage's own lines (replayed general lines keep the plain prompt)
         keywords = read_keywords(inputs['keywords'])
         inputs['train'], mixed['hotwords'] = mix_hotwords(inputs['train'], keywords, p.hotwords, p.seed,
                                                           out / 'train_hotwords.jsonl')
+    if p.replay:
+        inputs['train'], mixed['replay'] = mix_replay(inputs['train'], inputs['replay'], p.replay, p.seed,
+                                                      out / 'train_replay.jsonl')
     cfg, t0, attempts = funasr_config(p, inputs), time.time(), []
     for attempt in range(3):
         rc = _train(p, cfg, out)
