@@ -22,7 +22,7 @@ import soundfile as sf
 from fastcore.script import call_parse
 from tqdm.auto import tqdm
 
-from .channel import PRESETS, BabblePool, resample, simulate, simulate_manifest, speak
+from .channel import PRESETS, BabblePool, missing_here, resample, simulate, simulate_manifest, speak
 from .manifest import (SPEECH_RE, SR_NARROW, SR_WIDE, AudioError, ManifestError, ManifestTuples, audio_frames,
                                  chatml_line, output_wav_path, parse_manifest_line, read_audio, read_manifest,
                                  unique_items, wav_bytes)
@@ -403,6 +403,10 @@ def _stage0_plan(general_dir, telephone_dir, data: Path) -> list[tuple]:
     folders, out = dict(general=general_dir, telephone=telephone_dir), []
     for name, ds in DATA_SETS.items():
         src = Path(folders[ds['source']])
+        if ds.get('channel') and (missing := missing_here(PRESETS[ds['channel']])):
+            # an offline GPU node may lack PyAV or libspandsp2: the set whose channel needs them is left out, said so
+            print(f"{name}: not made: its {ds['channel']} channel needs {', '.join(missing)}")
+            continue
         for split, manifest_name in ds['splits'].items():
             given = (src / f'{manifest_name}.jsonl').exists() or (src / manifest_name).is_dir()
             if split in OPTIONAL_SPLITS and not given: continue
@@ -432,15 +436,16 @@ def prep(general_dir, telephone_dir, out, channel: str = 'plan', seed: int = 0, 
     todo = _stage0_plan(general_dir, telephone_dir, data)
     kw = dict(limits=limits, tokenizer=tokenizer, skip_bad=skip_bad, plain=plain)
     run = dict(workers=workers, shard=shard, progress=progress)
-    reports = {name: {} for name in DATA_SETS}
+    reports = {name: {} for name in dict.fromkeys(name for name, *_ in todo)}
     with exclusive_lock(data / '.journal' / f'stage0-{i}-of-{n}.lock', f'Stage 0 shard {i}/{n} of {data}'):
         for name, split, manifest, formatted in todo:
-            d = data / name
-            if name == 'simulated_8k_telephone':
-                reports[name][split] = prep_simulated(manifest, d / split, formatted, channel, seed, **kw, **run)
-            elif name == 'real_8k_telephone':
-                reports[name][split] = prep_real(manifest, d / split, formatted, **kw, **run)
-            else: reports[name][split] = prep_clean(manifest, formatted, **kw)
+            d, ds = data / name, DATA_SETS[name]
+            # the training sets' channel is `channel` (the plan's by default); an evaluation set keeps its own
+            preset = channel if ds.get('channel') == 'plan' else ds.get('channel')
+            if preset: rep = prep_simulated(manifest, d / split, formatted, preset, seed, **kw, **run)
+            elif ds['source'] == 'telephone': rep = prep_real(manifest, d / split, formatted, **kw, **run)
+            else: rep = prep_clean(manifest, formatted, **kw)
+            reports[name][split] = rep
         for name, rep in reports.items(): _set_report(data / name, list(rep), rep)
         if (kw := Path(telephone_dir) / 'keywords.txt').is_file():   # the calls' business keywords go with them
             write_atomic(data / 'real_8k_telephone' / 'keywords.txt', kw.read_bytes())

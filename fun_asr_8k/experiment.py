@@ -46,8 +46,11 @@ def notebook_runs(stage: int, scale: str, exp_output: str, run_dir: Path, model_
         nb = {1: '10_stage1', 2: '20_stage2', 3: '30_stage3'}[stage]
         return [(nb, nb, train)]
     if stage == 4:
+        # on CPUs the stages are decoded side by side, as many at a time as training runs processes
+        workers = 1 if gpus else (stage_params or {}).get('nproc', 1)
         return [('40_eval', '40_eval', dict(scale=scale, exp_output=exp_output, model_dir=model_dir,
-                                            report_dir=str(run_dir), device='cuda' if gpus else 'cpu'))]
+                                            report_dir=str(run_dir), device='cuda' if gpus else 'cpu',
+                                            workers=workers))]
     raise ValueError(f'run stage {stage}: expected 0 (data), 1, 2, 3 (training) or 4 (evaluation)')
 
 # %% ../nbs/50_experiment.ipynb #4ebbde92
@@ -202,7 +205,7 @@ def run_cli(start: int,                     # first run stage: 0 data, 1-3 train
             general_dir: str = None,        # full scale: WenetSpeech manifests (train_M.jsonl, eval_dev.jsonl)
             telephone_dir: str = None,      # full scale: audio_neutral, audio_quiet, test (.jsonl), keywords.txt
             gpus: str = '',                 # CUDA devices for training, e.g. 2,3 or 0
-            nproc: int = None,              # CPU training processes per stage (torchrun, gloo); default 1
+            nproc: int = None,              # CPU training processes per stage (torchrun, gloo); smoke: 2 on 2+ cores
             bf16: bool = False,             # bf16 LLM weights and autocast in training (GPUs)
             epochs: int = None,             # every stage's epochs (default: the plan's): a shortened rehearsal
             dev_utts: int = None,           # dev utterances decoded each epoch (default 100)
@@ -213,6 +216,8 @@ def run_cli(start: int,                     # first run stage: 0 data, 1-3 train
         print('error: full scale stage 0 needs --general_dir and --telephone_dir', file=sys.stderr); sys.exit(2)
     if scale == 'full' and not model_dir:
         print('error: full scale needs --model_dir (the Fun-ASR-Nano directory)', file=sys.stderr); sys.exit(2)
+    # two processes train the smoke stages 1.5x faster on 2 cores (measured: stage 1 114 -> 77 s), same recipe
+    if nproc is None and scale == 'smoke' and not gpus: nproc = min(2, len(os.sched_getaffinity(0)))
     given = dict(nproc=nproc, bf16=bf16 or None, epochs=epochs, dev_utts=dev_utts)
     t0 = time.time()
     try: run = run_experiment(start, stop, scale, run_id, exp_output, force=force, seed=seed, model_dir=model_dir,

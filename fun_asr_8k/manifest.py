@@ -6,7 +6,7 @@
 __all__ = ['SR_WIDE', 'SR_NARROW', 'FIELD_SPELLINGS', 'SILENCE', 'SYSTEM_PROMPT', 'USER_PROMPT', 'SPEECH_RE', 'ManifestError',
            'ManifestItem', 'parse_manifest_line', 'read_manifest', 'unique_items', 'ManifestTuples', 'output_wav_path',
            'AudioError', 'wav_layout', 'wav_declared_frames', 'read_audio', 'audio_frames', 'wav_bytes', 'prompt_of',
-           'chatml_line', 'formatted_item', 'read_test_set']
+           'chatml_line', 'with_hotwords', 'formatted_item', 'read_test_set']
 
 # %% ../nbs/92_manifest.ipynb #a6eca451
 import hashlib, io, json, re, struct
@@ -229,6 +229,16 @@ def chatml_line(key: str, wav: str, target: str, speech_length: int, text_length
                                    dict(role='user', content=f'{prompt}<|startofspeech|>!{wav}<|endofspeech|>'),
                                    dict(role='assistant', content=target.strip())],
                 speech_length=speech_length, text_length=text_length)
+
+def with_hotwords(line: dict, hotwords) -> dict:
+    "A formatted line whose prompt carries `hotwords` (as `chatml_line` writes it); none: the plain prompt."
+    user = line['messages'][1]
+    m = SPEECH_RE.match(user['content'])
+    if m is None: raise ManifestError(f"line {line.get('key')!r}: its user turn names no audio")
+    prompt = prompt_of(hotwords) if hotwords else USER_PROMPT
+    turns = [*line['messages'][:1], dict(user, content=f"{prompt}<|startofspeech|>!{m['path']}<|endofspeech|>"),
+             *line['messages'][2:]]
+    return dict(line, messages=turns)
 
 # %% ../nbs/92_manifest.ipynb #ce890d85
 def formatted_item(d: dict, path, lineno: int) -> ManifestItem:

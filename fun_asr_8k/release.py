@@ -18,7 +18,7 @@ from fastcore.script import call_parse
 from .data import (CorpusSpec, make_corpus, prep_clean, prep_real, prep_simulated)
 from .evaluate import evaluate_stage, smoke_targets
 from .model import make_full_model, make_tiny_model
-from .plan import RELEASED_TINY, SETTINGS, data_file
+from .plan import DATA_SETS, RELEASED_TINY, SETTINGS, data_file
 from .store import cli_errors, package_versions, write_atomic
 from .train import StageParams, run_stage, shared_map
 
@@ -41,9 +41,11 @@ def release_data(work, spec: CorpusSpec, workers: int = 2, progress: bool = Fals
     general, tel, reports = work / 'corpus' / 'general', work / 'corpus' / 'telephone', {}
     for split, manifest in (('train', 'train_M'), ('dev', 'eval_dev'), ('test', 'test_net')):
         reports[f'clean_16k/{split}'] = prep_clean(general / f'{manifest}.jsonl', data_file(work, 'clean_16k', split))
-    sim = data_file(work, 'simulated_8k_telephone', 'test')
-    reports['simulated_8k_telephone/test'] = prep_simulated(general / 'test_net.jsonl', sim.parent / 'test', sim,
-                                                            seed=spec.seed, workers=workers, progress=progress)
+    for name in ('simulated_8k_telephone', 'realistic_8k_telephone'):   # the test through each channel
+        sim = data_file(work, name, 'test')
+        reports[f'{name}/test'] = prep_simulated(general / 'test_net.jsonl', sim.parent / 'test', sim,
+                                                 DATA_SETS[name]['channel'], seed=spec.seed, workers=workers,
+                                                 progress=progress)
     real = data_file(work, 'real_8k_telephone', 'test')
     reports['real_8k_telephone/test'] = prep_real(tel / 'test.jsonl', real.parent / 'test', real, workers=workers,
                                                   progress=progress)

@@ -128,13 +128,14 @@ SENTENCES = {'general': general_sentence, 'sales': sales_sentence, 'telecom': te
 HOTWORD_POOL = sorted({w for ws in GENERAL_WORDS.values() for w in ws if len(w) >= 2} | set(OTHER_TERMS)
                       | set(KEYWORDS))
 
-def hotword_list(used: list[str], rng: np.random.Generator, n_max: int = 20) -> list[str]:
-    "A shuffled hotword list: 1-3 of the sentence's own words of two or more characters, and distractors."
+def hotword_list(used: list[str], rng: np.random.Generator, n_max: int = 20, pool: list[str] = HOTWORD_POOL
+                 ) -> list[str]:
+    "A shuffled hotword list: 1-3 of the sentence's own words of two or more characters, and distractors from `pool`."
     own = sorted({w for w in used if len(w) >= 2})
     k = min(len(own), int(rng.integers(1, 4)))
     pick = [own[i] for i in rng.choice(len(own), size=k, replace=False)] if k else []
-    rest = [w for w in HOTWORD_POOL if w not in pick]
-    n = int(rng.integers(max(2, k + 1), n_max + 1))
+    rest = [w for w in pool if w not in pick]
+    n = int(rng.integers(max(2, k + 1), min(n_max, k + len(rest)) + 1))
     pick += [rest[i] for i in rng.choice(len(rest), size=n - k, replace=False)]
     return [pick[i] for i in rng.permutation(len(pick))]
 

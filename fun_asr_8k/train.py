@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['PLAN_NUMBERS', 'MAKERS', 'EXIT_DIVERGED', 'gpu_list', 'StageParams', 'MissingInput', 'stage_inputs', 'mix_replay',
-           'funasr_config', 'funasr_settings', 'Fa8kTrainer', 'param_digest', 'atomic_torch_save', 'split_batch',
-           'batch_keys', 'Diverged', 'dev_sample', 'dev_scores', 'peak_memory', 'train_worker_cli', 'launch_command',
-           'read_log', 'shared_map', 'mean_state', 'stage_model', 'choose_checkpoint', 'finalize_lora', 'run_stage',
-           'describe_stage', 'plot_curves', 'block_of', 'changed_blocks', 'check_stage', 'check_effect']
+           'mix_hotwords', 'funasr_config', 'funasr_settings', 'Fa8kTrainer', 'param_digest', 'atomic_torch_save',
+           'split_batch', 'batch_keys', 'Diverged', 'dev_sample', 'dev_scores', 'peak_memory', 'train_worker_cli',
+           'launch_command', 'read_log', 'shared_map', 'mean_state', 'stage_model', 'choose_checkpoint',
+           'finalize_lora', 'run_stage', 'describe_stage', 'plot_curves', 'block_of', 'changed_blocks', 'check_stage',
+           'check_effect']
 
 # %% ../nbs/03_train.ipynb #ef9be563
 import datetime, hashlib, json, logging, os, resource, shutil, subprocess, sys, time
@@ -21,15 +22,17 @@ import yaml
 from fastcore.basics import patch
 from fastcore.script import call_parse
 
-from .manifest import read_audio, read_test_set
+from .manifest import read_audio, read_test_set, with_hotwords
 from .model import block_table, decode, freeze_plan_config, load_model, model_config
-from .plan import (DATA_SETS, EXPECT, FREEZE_PLANS, LORA, RELEASED_TINY, REPLAY_DATA, SETTINGS, STAGE_CHECKS,
-                             STAGES, data_file, plan_table, pointer_path, stage_dir)
+from .plan import (DATA_SETS, EXPECT, FREEZE_PLANS, LORA, LR_RULES, RELEASED_TINY, REPLAY_DATA, SETTINGS,
+                             STAGE_CHECKS, STAGES, data_file, plan_table, pointer_path, scaled_lr, scaled_warmup,
+                             stage_dir, token_batching)
 from .score import read_keywords, score
+from .sentences import hotword_list
 from .store import write_atomic
 
 # %% ../nbs/03_train.ipynb #cfeebeaa
-PLAN_NUMBERS = ('lr', 'batch_tokens', 'epochs', 'warmup', 'accum_grad', 'early_stopping', 'replay')
+PLAN_NUMBERS = ('lr', 'batch_tokens', 'epochs', 'warmup', 'accum_grad', 'early_stopping', 'replay', 'hotwords')
 
 def gpu_list(gpus) -> str:
     "CUDA devices as torchrun's CUDA_VISIBLE_DEVICES: '2,3', 0 (papermill's `-p gpus 0`), (2, 3); '', None, False: CPU."
@@ -48,17 +51,19 @@ class StageParams:
     model_dir: str = str(RELEASED_TINY)  # the released model directory (config, tokenizers; stage 1 starts from it)
     lr: float = None                   # peak learning rate (AdamW); None: the plan's
     batch_tokens: int = None           # token batch (funasr batch_type token); None: the plan's
+    lr_rule: str = ''                  # 'linear'/'sqrt': lr and warm-up follow a batch_tokens unlike the plan's
     epochs: int = None                 # None: the plan's
     warmup: int = None                 # linear warm-up steps (funasr's warmuplr); None: the plan's
     accum_grad: int = None             # gradient accumulation; None: the plan's
     early_stopping: int = None         # epochs without dev-loss gain before stopping (0: off); None: the plan's
     replay: float = None               # general lines (REPLAY_DATA train) mixed in, per own line; None: the plan's
+    hotwords: float = None             # share of training lines with a hotword list in the prompt; None: the plan's
     threads: int = 1                   # torch threads of a CPU training process (0: all cores); 1 is fastest here
     dev_utts: int = 100                # a seeded sample of dev utterances decoded each epoch (dev CER, KWER)
     avg_last: int = 3                  # the mean of the last 2..avg_last epochs competes with each epoch on dev CER
     keep_epochs: bool = True           # False: once chosen, only model.pt.avg stays (each epoch is 4-5 GB at full size)
     gpus: str = ''                     # e.g. '2,3' or 0: CUDA devices, one process each (torchrun); '' = CPU
-    nproc: int = 1                     # CPU only: training processes (torchrun, gloo DDP, `threads` threads each)
+    nproc: int = 1                     # CPU: processes (torchrun, gloo DDP) that share each step's batch_tokens
     nnodes: int = 1                    # torchrun nodes; with rdzv_endpoint for several machines
     rdzv_endpoint: str = ''            # host:port of torchrun's rendezvous (several nodes)
     bf16: bool = False                 # bf16 LLM weights and autocast (funasr's use_bf16; full scale on GPUs)
@@ -72,14 +77,21 @@ class StageParams:
     def __post_init__(self):
         if self.stage not in STAGES: raise ValueError(f'stage {self.stage!r}: expected one of {tuple(STAGES)}')
         self.gpus = gpu_list(self.gpus)
+        if self.lr_rule not in ('', *LR_RULES): raise ValueError(f'lr_rule {self.lr_rule!r}: expected {LR_RULES}')
         if self.nproc < 1: raise ValueError(f'nproc {self.nproc}: expected at least one training process')
         if self.gpus and self.nproc != 1:
             raise ValueError(f'nproc {self.nproc} with gpus {self.gpus!r}: on GPUs there is one process per GPU')
         plan = SETTINGS.get((self.stage, self.scale))
+        given = {k: getattr(self, k) is not None for k in PLAN_NUMBERS}
         for k in PLAN_NUMBERS:
-            if getattr(self, k) is not None: continue
+            if given[k]: continue
             if plan is None: raise ValueError(f'{self.stage} at {self.scale} scale: the plan has no {k}; give it')
             setattr(self, k, plan[k])
+        # a larger batch is another recipe: its learning rate and warm-up follow the rule asked for, never silently
+        if self.lr_rule and plan and self.batch_tokens != plan['batch_tokens']:
+            if not given['lr']: self.lr = scaled_lr(plan['lr'], self.batch_tokens, plan['batch_tokens'], self.lr_rule)
+            if not given['warmup']: self.warmup = scaled_warmup(plan['warmup'], self.batch_tokens, plan['batch_tokens'])
+
 
 # %% ../nbs/03_train.ipynb #46e4eec6
 class MissingInput(FileNotFoundError):
@@ -108,9 +120,10 @@ def stage_inputs(p: StageParams) -> dict:
     else:
         ptr = _need(pointer_path(p.exp_output, after), f'the {after} checkpoint pointer', after, p)
         init = _need(Path(ptr.read_text().strip()), f'the {after} checkpoint named in {ptr}', after, p)
-    replay = {}
-    if p.replay: replay['replay'] = _need(data_file(p.exp_output, REPLAY_DATA, 'train'), 'replay data', 'data', p)
-    return dict(train=train, dev=dev, init=init, model_dir=model_dir, **replay)
+    extra = {}
+    if p.replay: extra['replay'] = _need(data_file(p.exp_output, REPLAY_DATA, 'train'), 'replay data', 'data', p)
+    if p.hotwords: extra['keywords'] = _need(dev.with_name('keywords.txt'), 'the keyword list (hotwords)', 'data', p)
+    return dict(train=train, dev=dev, init=init, model_dir=model_dir, **extra)
 
 # %% ../nbs/03_train.ipynb #3cf7b954
 def mix_replay(train: Path, replay: Path, share: float, seed: int, out: Path) -> tuple[Path, dict]:
@@ -126,6 +139,25 @@ def mix_replay(train: Path, replay: Path, share: float, seed: int, out: Path) ->
     if len(picked) < asked: print(f'replay: asked for {asked} lines of {replay}, it has {len(pool)}: all are mixed in')
     return Path(out), counts
 
+# %% ../nbs/03_train.ipynb #92ca0fb5
+def mix_hotwords(train: Path, keywords: list[str], share: float, seed: int, out: Path, whole: float = 0.5
+                 ) -> tuple[Path, dict]:
+    "`train`'s lines, a seeded `share` of them with a hotword list of `keywords` in their prompt; (out, counts)."
+    rng, counts, lines = np.random.default_rng([seed, 11]), dict(lines=0, whole_list=0, sampled=0), []
+    for text in Path(train).read_text(encoding='utf-8').splitlines():
+        if not text.strip(): continue
+        d, counts['lines'] = json.loads(text), counts['lines'] + 1
+        if rng.random() < share:
+            said = [k for k in keywords if k in d['messages'][2]['content']]
+            all_of_them = rng.random() < whole
+            words = [keywords[i] for i in rng.permutation(len(keywords))] if all_of_them else \
+                hotword_list(said, rng, len(keywords), keywords)
+            kind = 'whole_list' if all_of_them else 'sampled'
+            d, counts[kind] = with_hotwords(d, words), counts[kind] + 1
+        lines.append(json.dumps(d, ensure_ascii=False))
+    write_atomic(out, ''.join(l + '\n' for l in lines))
+    return Path(out), dict(counts, share=share, keywords=len(keywords))
+
 # %% ../nbs/03_train.ipynb #032c858f
 def funasr_config(p: StageParams, inputs: dict) -> dict:
     "The complete funasr training configuration of a stage."
@@ -135,15 +167,18 @@ def funasr_config(p: StageParams, inputs: dict) -> dict:
     # torch threads: one per process on GPUs; on a CPU what `threads` says (one was 20-35x faster than two on a
     # shared 2-core machine); several CPU processes talk through gloo, GPUs through NCCL
     ncpu = 1 if p.gpus else (p.threads or max(1, len(os.sched_getaffinity(0)) // p.nproc))
+    # GPUs: batch_tokens per GPU (funasr's meaning, the plan's 8192 on each); CPU processes share one step's batch
+    # (each takes its part), so that `nproc` runs the same recipe faster
+    batch = p.batch_tokens if p.gpus else p.batch_tokens // p.nproc
     keywords = data_file(p.exp_output, STAGES[p.stage]['data'], 'dev').with_name('keywords.txt')
     return model_config(
         inputs['model_dir'], **plan, init_param=str(inputs['init']), seed=p.seed,
         train_data_set_list=str(inputs['train']), valid_data_set_list=str(inputs['dev']), output_dir=str(out),
         device='cuda' if p.gpus else 'cpu', ncpu=ncpu, backend='nccl' if p.gpus else 'gloo',
+        # funasr's own batching up to the plan's batch; above it a larger sort buffer and no 199-utterance cap
         dataset_conf=dict(index_ds='FunASR', batch_sampler='BatchSampler', batch_type='token',
-                          batch_size=p.batch_tokens, max_token_length=p.batch_tokens,
-                          batch_size_token_max=4 * p.batch_tokens, sort_size=1024, shuffle=True,
-                          num_workers=p.num_workers),
+                          batch_size=batch, max_token_length=p.batch_tokens, batch_size_token_max=4 * batch,
+                          shuffle=True, num_workers=p.num_workers, **token_batching(batch)),
         # every epoch's checkpoint is kept: the last ones may be averaged (choose_checkpoint)
         train_conf=dict(max_epoch=p.epochs, log_interval=p.log_interval, keep_nbest_models=p.epochs,
                         avg_nbest_model=1, avg_keep_nbest_models_type='loss',
@@ -163,7 +198,7 @@ def funasr_settings(cfg: dict) -> dict:
     return dict(optimiser=cfg['optim'], lr=cfg['optim_conf']['lr'], weight_decay=cfg['optim_conf']['weight_decay'],
                 grad_clip=t['grad_clip'], schedule=f"{cfg['scheduler']} ({cfg['scheduler_conf']['warmup_steps']} "
                 'warm-up steps, then lr x (warm-up / step) ** 0.5)', epochs=t['max_epoch'], accum_grad=t['accum_grad'],
-                batch=f"{d['batch_size']} tokens ({d['batch_type']} batches, padded length x utterances)",
+                batch=f"{d['batch_size']} tokens a process ({d['batch_type']} batches, padded length x utterances)",
                 token_cap=d['max_token_length'], early_stopping=t['early_stopping_patience'],
                 ctc_weight=cfg.get('ctc_weight'), ctc_loss=cfg.get('ctc_train', False),
                 llm_dtype=cfg['llm_conf']['llm_dtype'], device=cfg['device'], threads=cfg['ncpu'])
@@ -567,10 +602,14 @@ def run_stage(p: StageParams) -> dict:
     if p.force and out.exists(): shutil.rmtree(out); ptr.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     for tmp in out.glob('*.tmp-*'): tmp.unlink()   # a save or an average killed half-way
-    replay = {}
+    mixed = {}
+    if p.hotwords:   # the stage's own lines (replayed general lines keep the plain prompt)
+        keywords = read_keywords(inputs['keywords'])
+        inputs['train'], mixed['hotwords'] = mix_hotwords(inputs['train'], keywords, p.hotwords, p.seed,
+                                                          out / 'train_hotwords.jsonl')
     if p.replay:
-        inputs['train'], replay['replay'] = mix_replay(inputs['train'], inputs['replay'], p.replay, p.seed,
-                                                       out / 'train_replay.jsonl')
+        inputs['train'], mixed['replay'] = mix_replay(inputs['train'], inputs['replay'], p.replay, p.seed,
+                                                      out / 'train_replay.jsonl')
     cfg, t0, attempts = funasr_config(p, inputs), time.time(), []
     for attempt in range(3):
         rc = _train(p, cfg, out)
@@ -591,7 +630,7 @@ def run_stage(p: StageParams) -> dict:
     # this process chose the checkpoint (and merged the LoRA): its peak memory beside the training process's
     choose_rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     report = dict(_stage_report(p, inputs, target, t0, attempts), choice=choice, choose_peak_rss_mb=choose_rss,
-                  **replay)
+                  **mixed)
     write_atomic(out / 'stage_report.json', json.dumps(report, ensure_ascii=False, indent=1))
     write_atomic(ptr, str(target) + '\n')
     if not p.keep_epochs:   # the epochs (and funasr's latest, for resuming) are only needed until the pointer exists
@@ -627,6 +666,8 @@ def describe_stage(p: StageParams) -> dict:
     print('  ' + _data_line(inputs['train'], data, 'train'))
     if p.replay: print(f"  + replay: {p.replay:g} line of {REPLAY_DATA} train per line above, a seeded sample "
                        f"({inputs['replay']}), mixed in against forgetting")
+    if p.hotwords: print(f"  {100 * p.hotwords:g} % of the lines with a hotword list of {inputs['keywords']} in the "
+                         'prompt (half the whole list, half a sample with distractors)')
     print('  ' + _data_line(inputs['dev'], data, 'dev') + f'; dev CER each epoch on {p.dev_utts} (seed {p.seed})')
     print(f"Starts from: {inputs['init']} ({start})")
     print(f"Writes: {stage_dir(p.exp_output, p.stage)}, pointer {pointer_path(p.exp_output, p.stage).name}\n")
@@ -639,6 +680,7 @@ def describe_stage(p: StageParams) -> dict:
 def plot_curves(report: dict, report_dir=None):
     "Training loss per step, train and dev loss per epoch, dev CER per epoch; <stage>_curves.png in report_dir."
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     stage = report['stage']
     log = read_log(stage_dir(report['params']['exp_output'], stage) / 'train.log')
     steps, ep = [l for l in log if l['event'] == 'step'], [l for l in log if l['event'] == 'epoch']
@@ -651,8 +693,12 @@ def plot_curves(report: dict, report_dir=None):
     for k, name in (('train_loss', 'train'), ('dev_loss', 'dev')):
         axs[1].plot([l['epoch'] for l in ep], [l[k] for l in ep], 'o-', label=name)
     axs[1].set(xlabel='epoch', title='loss per epoch'); axs[1].legend()
-    axs[2].plot([l['epoch'] for l in ep], [l['dev_cer'] for l in ep], 'o-')
-    axs[2].set(xlabel='epoch', title='dev CER, %')
+    # the dev CER from where the stage started (epoch 0: the checkpoint it started from, on the same dev sample)
+    start = (report.get('choice') or {}).get('start', {}).get('cer')
+    cer = ([(0, start)] if start is not None else []) + [(l['epoch'], l['dev_cer']) for l in ep]
+    axs[2].plot(*zip(*cer), 'o-')
+    axs[2].set(xlabel='epoch', title='dev CER, % (epoch 0: the start)')
+    for ax in axs[1:]: ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     if report_dir:
         Path(report_dir).mkdir(parents=True, exist_ok=True); fig.savefig(Path(report_dir) / f'{stage}_curves.png')
