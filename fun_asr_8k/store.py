@@ -164,8 +164,12 @@ def exclusive_lock(path: Path, what: str):
     f = open(path, 'a+')
     try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        f.seek(0); holder = f.read().strip() or 'another process'
+        for _ in range(20):   # the holder writes who it is just after it locks: give it a moment to
+            f.seek(0)
+            if holder := f.read().strip(): break
+            time.sleep(0.05)
         f.close()
+        holder = holder or 'another process'
         raise JournalBusy(f'{what} is being run by {holder} (lock {path}): wait for it to finish, '
                           'or use another folder')
     f.seek(0); f.truncate()
