@@ -518,7 +518,7 @@ def _write_outputs(manifest, out_dir: Path, cfg: ChannelConfig, seed: int, done,
             line = {k: v for k, v in it.line.items() if k not in source_names}
             line.update(source=str(output_wav_path(out_dir, it.key)), channel={**c, 'input': str(it.source)})
             f.write(json.dumps(line, ensure_ascii=False) + '\n')
-        if not n_ok: raise nothing_kept(manifest, skipped + [dict(line=n, reason='bad_line', detail=e) for n, e in bad])
+        if not n_ok: raise nothing_kept(manifest, skipped, bad)
     reasons = {}
     for s in skipped: reasons[s['reason']] = reasons.get(s['reason'], 0) + 1
     if bad: reasons['bad_line'] = len(bad)

@@ -374,7 +374,7 @@ def prep_simulated(manifest, split_dir, formatted, channel: str = 'plan', seed: 
             line = dict(key=it.key, source=str(it.source), target=it.target, line=it.lineno)
             if it.hotwords: line['hotwords'] = list(it.hotwords)
             f.write(json.dumps(line, ensure_ascii=False) + '\n'); n_in += 1
-        if not n_in: raise nothing_kept(manifest, dropped + [dict(line=n, reason='bad_line', detail=e) for n, e in bad])
+        if not n_in: raise nothing_kept(manifest, dropped, bad)
     sim = simulate_manifest(split_dir / 'input.jsonl', split_dir / 'channel', channel, seed, workers, shard,
                             progress=progress)
     if sim is None: return None

@@ -104,7 +104,7 @@ def unique_items(manifest, skip_bad: bool = False, bad: list | None = None) -> I
             seen[it.key] = it.lineno
     if err is not None: raise err
     if not hashes and not bad: raise ManifestError(f'{manifest}: no utterances (an empty manifest)')
-    if not hashes: raise nothing_kept(manifest, [dict(line=n, reason='bad_line', detail=e) for n, e in bad])
+    if not hashes: raise nothing_kept(manifest, [], bad)
     return read_manifest(manifest, skip_bad)
 
 class ManifestTuples:

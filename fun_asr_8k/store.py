@@ -309,8 +309,9 @@ def _exit(command: str, message: str, code: int):
 class NothingKept(ValueError):
     "A manifest none of whose lines survived; the message names it and counts why."
 
-def nothing_kept(manifest, dropped: list[dict]) -> NothingKept:
-    "The error of a run that kept none of `manifest`'s lines: each `reason` of `dropped` counted, the first shown."
+def nothing_kept(manifest, dropped: list[dict], bad: list[tuple] = ()) -> NothingKept:
+    "The error of a run that kept none of `manifest`'s lines (`bad`: broken ones): reasons counted, the first shown."
+    dropped = list(dropped) + [dict(line=n, reason='bad_line', detail=e) for n, e in bad]
     counts = {}
     for d in dropped: counts[d['reason']] = counts.get(d['reason'], 0) + 1
     why = ', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'no line'
