@@ -71,7 +71,7 @@ SETTINGS = {  # (stage, scale) -> lr, batch_tokens, epochs, warmup, accum_grad, 
     ('stage3', 'full'): dict(lr=1e-5, batch_tokens=4096, epochs=20, warmup=1000, accum_grad=2, early_stopping=3,
                              replay=0.0, hotwords=0.3),
     ('stage3', 'smoke'): dict(lr=2e-3, batch_tokens=4000, epochs=3, warmup=50, accum_grad=1, early_stopping=0,
-                              replay=1.0, hotwords=0.0)}
+                              replay=1.0, hotwords=0.3)}
 SCALES = ('smoke', 'full')
 
 # %% ../nbs/90_plan.ipynb #c2d8e5f1
@@ -164,7 +164,7 @@ def plan_table(stages=STAGE_ORDER, scales=SCALES) -> str:
             rows.append([s, scale, STAGES[s]['data'], ' + '.join(STAGES[s]['trains']), f"{v['lr']:g}",
                          v['batch_tokens'], v['epochs'], v['warmup'], v['accum_grad'], v['early_stopping'] or 'off',
                          f"{v['replay']:g} x {REPLAY_DATA}" if v['replay'] else 'none',
-                         f"{100 * v['hotwords']:g} % of lines" if v['hotwords'] else 'none', EXPECT[s]['says'],
+                         f"+{100 * v['hotwords']:g} % of own lines, with a list" if v['hotwords'] else 'none', EXPECT[s]['says'],
                          _target_text(s)])
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     return '\n'.join(lines + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows]) + '\n'
