@@ -164,7 +164,8 @@ def plan_table(stages=STAGE_ORDER, scales=SCALES) -> str:
             rows.append([s, scale, STAGES[s]['data'], ' + '.join(STAGES[s]['trains']), f"{v['lr']:g}",
                          v['batch_tokens'], v['epochs'], v['warmup'], v['accum_grad'], v['early_stopping'] or 'off',
                          f"{v['replay']:g} x {REPLAY_DATA}" if v['replay'] else 'none',
-                         f"+{100 * v['hotwords']:g} % of own lines, with a list" if v['hotwords'] else 'none', EXPECT[s]['says'],
+                         f"+{100 * v['hotwords']:g} % of own lines, with a list" if v['hotwords'] else 'none',
+                         EXPECT[s]['says'],
                          _target_text(s)])
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     return '\n'.join(lines + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows]) + '\n'

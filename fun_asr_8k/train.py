@@ -147,7 +147,7 @@ def mix_replay(train: Path, replay: Path, share: float, seed: int, out: Path) ->
 # %% ../nbs/03_train.ipynb #92ca0fb5
 def mix_hotwords(train: Path, keywords: list[str], share: float, seed: int, out: Path, whole: float = WHOLE_LIST
                  ) -> tuple[Path, dict]:
-    "`train`'s lines, and a seeded `share` of them again with a hotword list of `keywords` in the prompt; (out, counts)."
+    "`train`'s lines, and a seeded `share` of them again with a hotword list of `keywords` in the prompt."
     rng, counts, lines = np.random.default_rng([seed, 11]), dict(lines=0, whole_list=0, sampled=0), []
     for text in Path(train).read_text(encoding='utf-8').splitlines():
         if not text.strip(): continue
@@ -673,8 +673,9 @@ def describe_stage(p: StageParams) -> dict:
     print('  ' + _data_line(inputs['train'], data, 'train'))
     if p.replay: print(f"  + replay: {p.replay:g} line of {REPLAY_DATA} train per line above, a seeded sample "
                        f"({inputs['replay']}), mixed in against forgetting")
-    if p.hotwords: print(f"  + {100 * p.hotwords:g} % of the own lines again, with a hotword list of {inputs['keywords']} in "
-                         f'the prompt ({100 * WHOLE_LIST:g} % of them the whole list, the rest a sample among distractors)')
+    if p.hotwords: print(f"  + {100 * p.hotwords:g} % of the own lines again, with a hotword list of "
+                         f"{inputs['keywords']} in the prompt ({100 * WHOLE_LIST:g} % of them the whole list, the rest "
+                         'a sample among distractors)')
     print('  ' + _data_line(inputs['dev'], data, 'dev') + f'; dev CER each epoch on {p.dev_utts} (seed {p.seed})')
     print(f"Starts from: {inputs['init']} ({start})")
     print(f"Writes: {stage_dir(p.exp_output, p.stage)}, pointer {pointer_path(p.exp_output, p.stage).name}\n")
