@@ -20,7 +20,7 @@
 #      compile_encoder (torch.compile of each encoder layer, the FSMN conv eager, compile time apart, at most 70 s).
 #      Budget 140 s.
 #   2. stages 2 and 3, the same settings: 4096 (stage 3's plan), 8192 (stage 2's plan), 32768, 131072. Budget 80 s.
-#   3. the loader with 0, 2, 8 workers, 5 s each (funasr's fbank backend as installed; torchaudio's when it imports),
+#   3. the loader with 0, 2, 8 workers, 5 s each (the project's kaldi_fbank; then funasr's own backend, 8 workers),
 #      then 8 workers with kaldi-native-fbank; cores per GPU from the stage rates of 1 and 2. About 35 s.
 # Expected wall: about 4.5 minutes (at most about 5.5 if every child runs to its kill time).
 set -u
@@ -74,10 +74,11 @@ $PY bench/train_step.py $COMMON --stages stage2,stage3 --batch_tokens $S23_TOKEN
 
 echo "== 3. loader ($(( $(date +%s) - T0 )) s)"
 GJ=""; for f in "$OUT/stage1.json" "$OUT/stages23.json"; do [ -f "$f" ] && GJ="$GJ${GJ:+,}$f"; done
-$PY bench/loader.py --workers $WORKERS --seconds $LSEC ${GJ:+--gpu_json $GJ} --json "$OUT/loader.json" \
-    > "$OUT/loader.log" 2>&1 || echo "loader bench: exit $? (see $OUT/loader.log)"
-$PY bench/loader.py --workers ${WORKERS##*,} --seconds $LSEC --fbank knf ${GJ:+--gpu_json $GJ} \
-    --json "$OUT/loader_knf.json" > "$OUT/loader_knf.log" 2>&1 || echo "loader bench (knf): exit $?"
+$PY bench/loader.py --workers $WORKERS --seconds $LSEC --fbank project ${GJ:+--gpu_json $GJ} \
+    --json "$OUT/loader.json" > "$OUT/loader.log" 2>&1 || echo "loader bench: exit $? (see $OUT/loader.log)"
+FUNASR_FBANK=$($PY -c "import funasr.utils.fbank as f; print('torchaudio' if f._HAS_TORCHAUDIO else 'knf')" 2>/dev/null)
+$PY bench/loader.py --workers ${WORKERS##*,} --seconds $LSEC --fbank "${FUNASR_FBANK:-knf}" ${GJ:+--gpu_json $GJ} \
+    --json "$OUT/loader_funasr.json" > "$OUT/loader_funasr.log" 2>&1 || echo "loader bench (funasr's fbank): exit $?"
 
 echo "== summary ($(( $(date +%s) - T0 )) s)"
 {
@@ -85,8 +86,8 @@ echo "== summary ($(( $(date +%s) - T0 )) s)"
   for f in stage1 stages23; do
     [ -f "$OUT/$f.log" ] && sed -n '/^scale full/,$p' "$OUT/$f.log" | cut -c1-220
   done
-  for f in loader loader_knf; do
-    [ -f "$OUT/$f.log" ] && { head -1 "$OUT/$f.log" | cut -c1-240; sed -n '/^workers/,$p' "$OUT/$f.log"; }
+  for f in loader loader_funasr; do
+    [ -f "$OUT/$f.log" ] && { head -1 "$OUT/$f.log" | cut -c1-240; sed -n '/^ *fbank workers/,$p' "$OUT/$f.log"; }
   done
   echo "wall: $(( $(date +%s) - T0 )) s"
 } > "$OUT/summary.txt" 2>&1

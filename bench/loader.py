@@ -22,14 +22,17 @@ of bench/padding.py, noise shaped like speech: a few formant-like resonances, sy
 distinct keys in a jsonl of the project's own lines (`fun_asr_8k.manifest.chatml_line`, speech_length in fbank
 frames, text_length in characters; transcripts from `fun_asr_8k.sentences`). The frontend and tokenizer are the
 released tiny model's (`fun_asr_8k/released_tiny`: the same WavFrontend settings as Fun-ASR-Nano, a character
-tokenizer instead of Qwen's BPE; tokenizing is a small part of the cost). The fbank backend is funasr's
-(`funasr.utils.fbank`: torchaudio's Kaldi fbank when torchaudio imports, else kaldi-native-fbank); --fbank knf forces
-kaldi-native-fbank, --fbank torchaudio requires torchaudio.
+tokenizer instead of Qwen's BPE; tokenizing is a small part of the cost). The fbank backends, each measured in the same
+run (--fbank, a comma list): `project` = `fun_asr_8k.model.kaldi_fbank`, what training uses (importing the project's
+model module puts it in funasr's place); `knf` = funasr's own `funasr.utils.fbank.fbank` with kaldi-native-fbank (what
+funasr uses without torchaudio, as on this machine and the GPU node); `torchaudio` = funasr's with torchaudio's
+Kaldi fbank (only where torchaudio imports). "x knf" is a row's audio per CPU second over the knf row's with as many
+workers.
 
 Run: python bench/loader.py [--workers 0,1,2] [--seconds 8] [--data JSONL] [--files 200] [--repeat 20]
-                            [--batch_tokens 8192] [--fbank auto|knf|torchaudio] [--gpu_audio_x 163,1600]
+                            [--batch_tokens 8192] [--fbank project,knf[,torchaudio]] [--gpu_audio_x 163,1600]
                             [--gpu_json train_step.json] [--json out.json]
-Default run: about 40 s on a 2-core machine. No GPU.
+Default run: about 70 s on a 2-core machine. No GPU.
 """
 import argparse, json, os, resource, shutil, sys, tempfile, time
 from pathlib import Path
@@ -82,15 +85,23 @@ def synth_corpus(work: Path, files: int, repeat: int, seed: int = 0) -> tuple[Pa
                        hours=float(secs.sum()) * repeat / 3600)
 
 
+FBANKS = ('project', 'knf', 'torchaudio')
+
+
 def set_fbank_backend(which: str) -> str:
-    "Make funasr's fbank use `which` (auto: funasr's own choice); the backend in use."
+    "Make funasr's WavFrontend compute fbank with `which` (FBANKS); what it is, in words."
     import funasr.utils.fbank as fb
+    from fun_asr_8k.model import funasr_fbank, kaldi_fbank
+    if which == 'project':
+        fb.fbank = kaldi_fbank
+        return 'fun_asr_8k.model.kaldi_fbank'
+    if which == 'torchaudio' and not fb._HAS_TORCHAUDIO:
+        raise SystemExit('error: --fbank torchaudio: torchaudio does not import here')
     if which == 'knf':
         import kaldi_native_fbank
         fb._HAS_TORCHAUDIO, fb._knf = False, kaldi_native_fbank
-    elif which == 'torchaudio' and not fb._HAS_TORCHAUDIO:
-        raise SystemExit('error: --fbank torchaudio: torchaudio does not import here')
-    return 'torchaudio' if fb._HAS_TORCHAUDIO else 'kaldi-native-fbank'
+    fb.fbank = funasr_fbank
+    return f'funasr.utils.fbank ({"torchaudio" if which == "torchaudio" else "kaldi-native-fbank"})'
 
 
 def make_dataset(jsonl: Path, batch_tokens: int):
@@ -172,7 +183,7 @@ def main():
     p.add_argument('--files', type=int, default=200, help='synthetic corpus: distinct wav files')
     p.add_argument('--repeat', type=int, default=20, help='synthetic corpus: times each file is listed')
     p.add_argument('--batch_tokens', type=int, default=8192)
-    p.add_argument('--fbank', choices=('auto', 'knf', 'torchaudio'), default='auto')
+    p.add_argument('--fbank', default='project,knf', help=f'fbank backends to measure, comma list of {FBANKS}')
     p.add_argument('--gpu_audio_x', default=None, help='GPU audio x real time rate(s) to size the loader for')
     p.add_argument('--gpu_json', default=None, help="bench/train_step.py's --json output(s), comma list: its rates")
     p.add_argument('--json', default=None)
@@ -180,6 +191,8 @@ def main():
     try: workers = [int(w) for w in a.workers.split(',') if w.strip()]
     except ValueError: p.error(f'--workers {a.workers!r}: expected integers like 0,1,2')
     if not workers or min(workers) < 0 or a.seconds <= 0: p.error('--workers >= 0 each, --seconds > 0')
+    fbanks = [f.strip() for f in a.fbank.split(',') if f.strip()]
+    if not fbanks or set(fbanks) - set(FBANKS): p.error(f'--fbank {a.fbank!r}: a comma list of {FBANKS}')
     if a.data and not Path(a.data).is_file():
         print(f'error: --data {a.data}: no such file', file=sys.stderr); sys.exit(2)
     for f in (a.gpu_json or '').split(','):
@@ -188,7 +201,6 @@ def main():
     import torch
     torch.set_num_threads(1)    # the main process as one core (DataLoader workers run one thread each)
     t0 = time.perf_counter()
-    backend = set_fbank_backend(a.fbank)
     base = Path('/dev/shm') if Path('/dev/shm').is_dir() else None
     work = Path(tempfile.mkdtemp(prefix='loader_bench_', dir=base))
     try:
@@ -199,33 +211,40 @@ def main():
         what = (f"{a.data}" if a.data else f"synthetic: {corpus['files']} wavs of the WenetSpeech-M-like mix (mean "
                 f"{corpus['seconds_mean']:.2f} s) x {corpus['repeat']} = {corpus['lines']} lines, "
                 f"{corpus['hours']:.2f} h, under {work}")
-        print(f"loader: funasr FunASR dataset, WavFrontend (fbank: {backend}), BatchSampler {a.batch_tokens} tokens; "
+        print(f"loader: funasr FunASR dataset, WavFrontend, BatchSampler {a.batch_tokens} tokens; "
               f"{len(ds)} utterances ({what}); made in {setup:.1f} s; {os.cpu_count()} CPUs here")
-        rows = []
-        for w in workers:
-            r = measure(ds, conf, w, a.seconds)
-            rows.append(r)
-            print(f"  workers {w}: {r['batches']} batches, {r['audio_s']:.0f} s of audio in {r['wall_s']:.1f} s",
-                  flush=True)
+        rows, backends = [], {}
+        for fbank in fbanks:
+            backends[fbank] = set_fbank_backend(fbank)
+            print(f"fbank {fbank}: {backends[fbank]}")
+            for w in workers:
+                r = dict(measure(ds, conf, w, a.seconds), fbank=fbank)
+                rows.append(r)
+                print(f"  workers {w}: {r['batches']} batches, {r['audio_s']:.0f} s of audio in {r['wall_s']:.1f} s",
+                      flush=True)
     finally: shutil.rmtree(work, ignore_errors=True)
-    head = (f"{'workers':>7} {'batch/s':>8} {'audio x':>8} {'steady x':>9} {'CPU main s':>10} {'CPU workers s':>13} "
-            f"{'audio s / CPU s':>15} {'1st batch s':>11}")
+    knf = {r['workers']: r['audio_per_cpu_s'] for r in rows if r['fbank'] == 'knf'}
+    head = (f"{'fbank':>10} {'workers':>7} {'batch/s':>8} {'audio x':>8} {'steady x':>9} {'CPU main s':>10} "
+            f"{'CPU workers s':>13} {'audio s / CPU s':>15} {'x knf':>6} {'1st batch s':>11}")
     print('\n' + head); print('-' * len(head))
     for r in rows:
-        print(f"{r['workers']:7d} {r['batches_per_s']:8.1f} {r['audio_x']:8.1f} {r['audio_x_steady']:9.1f} "
-              f"{r['cpu_main_s']:10.1f} {r['cpu_workers_s']:13.1f} {r['audio_per_cpu_s']:15.1f} "
-              f"{(r['first_batch_s'] or 0):11.2f}")
-    per_core = max(r['audio_per_cpu_s'] for r in rows if r['workers'] > 0) if any(r['workers'] for r in rows) \
-        else rows[0]['audio_per_cpu_s']
-    print(f"\ncores per GPU = GPU audio x real time / loader audio seconds per CPU second "
-          f"(best with workers: {per_core:.1f})")
-    need = []
-    for label, x in gpu_rates(a):
-        n = x / per_core
-        need.append(dict(gpu=label, gpu_audio_x=x, cores=n))
-        print(f"  {label}: {x:.0f} / {per_core:.1f} = {n:.1f} cores (+ the training process's own core)")
+        ratio = f"{r['audio_per_cpu_s'] / knf[r['workers']]:6.2f}" if r['workers'] in knf else f"{'-':>6}"
+        print(f"{r['fbank']:>10} {r['workers']:7d} {r['batches_per_s']:8.1f} {r['audio_x']:8.1f} "
+              f"{r['audio_x_steady']:9.1f} {r['cpu_main_s']:10.1f} {r['cpu_workers_s']:13.1f} "
+              f"{r['audio_per_cpu_s']:15.1f} {ratio} {(r['first_batch_s'] or 0):11.2f}")
+    print("\ncores per GPU = GPU audio x real time / loader audio seconds per CPU second (best with workers)")
+    need, per_core = [], {}
+    for fbank in fbanks:
+        mine = [r for r in rows if r['fbank'] == fbank]
+        per_core[fbank] = max((r['audio_per_cpu_s'] for r in mine if r['workers'] > 0),
+                              default=mine[0]['audio_per_cpu_s'])
+        for label, x in gpu_rates(a):
+            n = x / per_core[fbank]
+            need.append(dict(fbank=fbank, gpu=label, gpu_audio_x=x, cores=n))
+            print(f"  {fbank:>10}: {label}: {x:.0f} / {per_core[fbank]:.1f} = {n:.1f} cores "
+                  f"(+ the training process's own core)")
     if a.json:
-        Path(a.json).write_text(json.dumps(dict(args=vars(a), fbank=backend, corpus=corpus, utterances=len(ds),
+        Path(a.json).write_text(json.dumps(dict(args=vars(a), fbank=backends, corpus=corpus, utterances=len(ds),
                                                 rows=rows, audio_per_cpu_s=per_core, cores_per_gpu=need,
                                                 cpus=os.cpu_count()), indent=1))
     print(f'total {time.perf_counter() - t0:.0f} s')

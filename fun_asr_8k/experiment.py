@@ -20,7 +20,7 @@ from .store import package_versions, write_atomic
 # the smoke demo on 2+ cores: two training processes a stage (the same recipe: each takes half of a step's batch;
 # stage 1 114 -> 77 s, stage 3 112 -> 82 s without hotword copies)
 SMOKE_NPROC = {1: 2, 2: 2, 3: 2}
-EVAL_OPTS = dict(batch=8, max_length=512, itn=True)   # the evaluation's decoding: 40_eval's and each decode ahead
+EVAL_OPTS = dict(batch=32, max_length=512, itn=True)   # the evaluation's decoding: 40_eval's and each decode ahead
 BESIDE = ('00_channel_sim',)                  # notebooks that feed only the report: run beside the others (CPU)
 AHEAD = {0: 'baseline', 1: 'stage1', 2: 'stage2'}   # run stage -> the checkpoint it makes ready to decode
 NBS = Path(__file__).resolve().parent.parent / 'nbs' if '__file__' in globals() else Path('.').resolve()
