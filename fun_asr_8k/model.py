@@ -322,8 +322,10 @@ def kaldi_mel_banks(n_mels: int, n_fft: int, sr: float, low_freq: float, high_fr
     m = mel(np.arange(n_fft // 2) * sr / n_fft)[:, None]
     left = lo + np.arange(n_mels) * delta
     center, right = left + delta, left + 2 * delta
-    w = np.where(m <= center, (m - left) / delta, (right - m) / delta)
-    return torch.from_numpy(np.where((m > left) & (m < right), w, 0.0).astype(np.float32))
+    w = np.where((m > left) & (m < right), np.where(m <= center, (m - left) / delta, (right - m) / delta), 0.0)
+    if not w.any(0).all():   # as Kaldi (and kaldi-native-fbank) refuse it
+        raise ValueError(f'{n_mels} mel bins over a {n_fft}-point FFT leave a bin empty: num_mel_bins too large')
+    return torch.from_numpy(w.astype(np.float32))
 
 _BANKS, _WINDOWS = {}, {}
 
