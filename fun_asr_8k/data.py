@@ -26,7 +26,7 @@ from .channel import PRESETS, BabblePool, missing_here, resample, simulate, simu
 from .manifest import (SPEECH_RE, SR_NARROW, SR_WIDE, AudioError, ManifestError, ManifestTuples, audio_frames,
                                  chatml_line, output_wav_path, parse_manifest_line, read_audio, read_manifest,
                                  unique_items, wav_bytes)
-from .plan import DATA_SETS, OPTIONAL_SPLITS
+from .plan import CALL_KEYWORDS, DATA_SETS, OPTIONAL_SPLITS
 from .score import normalise
 from .sentences import (KEYWORDS, PITCH, SENTENCES, WPM, hotword_list, test_sentences,
                                   voice_split)
@@ -448,7 +448,7 @@ def prep(general_dir, telephone_dir, out, channel: str = 'plan', seed: int = 0, 
             reports[name][split] = rep
         for name, rep in reports.items(): _set_report(data / name, list(rep), rep)
         if (kw := Path(telephone_dir) / 'keywords.txt').is_file():   # the calls' business keywords go with them
-            write_atomic(data / 'real_8k_telephone' / 'keywords.txt', kw.read_bytes())
+            write_atomic(data.parent / CALL_KEYWORDS, kw.read_bytes())
     return reports
 
 # %% ../nbs/01_data_prep.ipynb #b23c8034

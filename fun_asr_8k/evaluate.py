@@ -21,8 +21,8 @@ import numpy as np
 from .infer import infer, infer_line
 from .manifest import read_test_set
 from .model import load_checkpoint
-from .plan import (EVAL_SETS, PLAN_TARGETS, RUNS, SMOKE_TARGETS, STAGES, data_file, eval_set, smoke_target,
-                             stage_checkpoints, target_met)
+from .plan import (CALL_KEYWORDS, EVAL_SETS, PLAN_TARGETS, RUNS, SMOKE_TARGETS, STAGES, data_file, eval_set,
+                             smoke_target, stage_checkpoints, target_met)
 from .store import importable
 from .score import (ANNOTATION_ERROR, align_counts, n_errors, normalise, ratio, sclite_alignment, score_files,
                               summary_line, units)
@@ -97,7 +97,7 @@ def decode_ahead(stage: str, exp_output, run_dir, model_dir=None, keywords=None,
     import torch
     torch.set_num_threads(1)
     exp_output = Path(exp_output).absolute()
-    keywords = Path(keywords) if keywords else exp_output / 'data' / 'real_8k_telephone' / 'keywords.txt'
+    keywords = Path(keywords) if keywords else exp_output / CALL_KEYWORDS
     ck = stage_checkpoints(exp_output, model_dir)[stage]
     if ck is None or not ck.exists(): raise FileNotFoundError(f'{stage}: no checkpoint to decode ({ck})')
     return evaluate_stage(stage, ck, exp_output, keywords, run_dir, **infer_opts)

@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['DATA_SETS', 'OPTIONAL_SPLITS', 'STAGES', 'STAGE_ORDER', 'FREEZE_PLANS', 'LORA', 'REPLAY_DATA', 'STAGE_CHECKS',
-           'SETTINGS', 'SCALES', 'LR_RULES', 'EXPECT', 'PLAN_TARGETS', 'PLAN_FIGURES', 'SMOKE_TARGETS', 'RELEASED_TINY',
-           'EVAL_SETS', 'RUNS', 'scaled_lr', 'scaled_warmup', 'token_batching', 'smoke_target', 'target_met',
-           'plan_table', 'data_file', 'exp_dir', 'stage_dir', 'pointer_path', 'stage_checkpoints', 'eval_set']
+           'SETTINGS', 'SCALES', 'LR_RULES', 'EXPECT', 'PLAN_TARGETS', 'PLAN_FIGURES', 'SMOKE_TARGETS', 'CALL_KEYWORDS',
+           'RELEASED_TINY', 'EVAL_SETS', 'RUNS', 'scaled_lr', 'scaled_warmup', 'token_batching', 'smoke_target',
+           'target_met', 'plan_table', 'data_file', 'exp_dir', 'stage_dir', 'pointer_path', 'stage_checkpoints',
+           'eval_set']
 
 # %% ../nbs/90_plan.ipynb #5f79883a
 from importlib.resources import files
@@ -171,6 +172,8 @@ def plan_table(stages=STAGE_ORDER, scales=SCALES) -> str:
     return '\n'.join(lines + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows]) + '\n'
 
 # %% ../nbs/90_plan.ipynb #2e0c3db0
+CALL_KEYWORDS = Path('data') / 'real_8k_telephone' / 'keywords.txt'   # in exp_output: the calls' keywords (Stage 0)
+
 def data_file(exp_output, data_set: str, split: str) -> Path:
     "Stage 0's formatted file of a data set's split."
     if data_set not in DATA_SETS: raise ValueError(f'data set {data_set!r}: expected one of {tuple(DATA_SETS)}')

@@ -177,7 +177,7 @@ def funasr_config(p: StageParams, inputs: dict) -> dict:
     # GPUs: batch_tokens per GPU (funasr's meaning, the plan's 8192 on each); CPU processes share one step's batch
     # (each takes its part), so that `nproc` runs the same recipe faster
     batch = p.batch_tokens if p.gpus else p.batch_tokens // p.nproc
-    keywords = data_file(p.exp_output, STAGES[p.stage]['data'], 'dev').with_name('keywords.txt')
+    keywords = inputs['dev'].with_name('keywords.txt')   # the calls' keyword list beside their dev set (Stage 0)
     return model_config(
         inputs['model_dir'], **plan, init_param=str(inputs['init']), seed=p.seed,
         train_data_set_list=str(inputs['train']), valid_data_set_list=str(inputs['dev']), output_dir=str(out),
