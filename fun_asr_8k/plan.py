@@ -70,9 +70,9 @@ SETTINGS = {  # (stage, scale) -> lr, batch_tokens, epochs, warmup, accum_grad, 
     ('stage2', 'smoke'): dict(lr=1e-3, batch_tokens=4000, epochs=2, warmup=50, accum_grad=1, early_stopping=0,
                               replay=0.0, hotwords=0.0),
     ('stage3', 'full'): dict(lr=1e-5, batch_tokens=4096, epochs=20, warmup=1000, accum_grad=2, early_stopping=3,
-                             replay=0.0, hotwords=0.3),
+                             replay=0.0, hotwords=1.0),
     ('stage3', 'smoke'): dict(lr=2e-3, batch_tokens=4000, epochs=3, warmup=50, accum_grad=1, early_stopping=0,
-                              replay=1.5, hotwords=0.3)}
+                              replay=1.5, hotwords=1.0)}
 SCALES = ('smoke', 'full')
 
 # %% ../nbs/90_plan.ipynb #c2d8e5f1
