@@ -222,11 +222,15 @@ SYSTEM_PROMPT = 'You are a helpful assistant.'
 USER_PROMPT = '语音转写：'
 SPEECH_RE = re.compile(r'^(?P<prompt>.*)<\|startofspeech\|>!(?P<path>.+)<\|endofspeech\|>$', re.S)
 
+def _user_turn(wav: str, hotwords=()) -> str:
+    "The user turn of a line: the prompt (with `hotwords`, the one funasr decodes them with), then the audio."
+    prompt = prompt_of(hotwords) if hotwords else USER_PROMPT
+    return f'{prompt}<|startofspeech|>!{wav}<|endofspeech|>'
+
 def chatml_line(key: str, wav: str, target: str, speech_length: int, text_length: int, hotwords=()) -> dict:
     "One training line in Fun-ASR-Nano's ChatML format; with `hotwords`, the prompt funasr decodes them with."
-    prompt = prompt_of(hotwords) if hotwords else USER_PROMPT
     return dict(key=key, messages=[dict(role='system', content=SYSTEM_PROMPT),
-                                   dict(role='user', content=f'{prompt}<|startofspeech|>!{wav}<|endofspeech|>'),
+                                   dict(role='user', content=_user_turn(wav, hotwords)),
                                    dict(role='assistant', content=target.strip())],
                 speech_length=speech_length, text_length=text_length)
 
@@ -235,9 +239,7 @@ def with_hotwords(line: dict, hotwords) -> dict:
     user = line['messages'][1]
     m = SPEECH_RE.match(user['content'])
     if m is None: raise ManifestError(f"line {line.get('key')!r}: its user turn names no audio")
-    prompt = prompt_of(hotwords) if hotwords else USER_PROMPT
-    turns = [*line['messages'][:1], dict(user, content=f"{prompt}<|startofspeech|>!{m['path']}<|endofspeech|>"),
-             *line['messages'][2:]]
+    turns = [*line['messages'][:1], dict(user, content=_user_turn(m['path'], hotwords)), *line['messages'][2:]]
     return dict(line, messages=turns)
 
 # %% ../nbs/92_manifest.ipynb #ce890d85

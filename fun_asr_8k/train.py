@@ -122,7 +122,9 @@ def stage_inputs(p: StageParams) -> dict:
         init = _need(Path(ptr.read_text().strip()), f'the {after} checkpoint named in {ptr}', after, p)
     extra = {}
     if p.replay: extra['replay'] = _need(data_file(p.exp_output, REPLAY_DATA, 'train'), 'replay data', 'data', p)
-    if p.hotwords: extra['keywords'] = _need(dev.with_name('keywords.txt'), 'the keyword list (hotwords)', 'data', p)
+    keywords = dev.with_name('keywords.txt')   # the calls' keyword list beside their dev set (Stage 0): dev KWER
+    if p.hotwords: extra['keywords'] = _need(keywords, 'the keyword list (hotwords)', 'data', p)
+    elif keywords.is_file(): extra['keywords'] = keywords
     return dict(train=train, dev=dev, init=init, model_dir=model_dir, **extra)
 
 # %% ../nbs/03_train.ipynb #3cf7b954
@@ -177,7 +179,6 @@ def funasr_config(p: StageParams, inputs: dict) -> dict:
     # GPUs: batch_tokens per GPU (funasr's meaning, the plan's 8192 on each); CPU processes share one step's batch
     # (each takes its part), so that `nproc` runs the same recipe faster
     batch = p.batch_tokens if p.gpus else p.batch_tokens // p.nproc
-    keywords = inputs['dev'].with_name('keywords.txt')   # the calls' keyword list beside their dev set (Stage 0)
     return model_config(
         inputs['model_dir'], **plan, init_param=str(inputs['init']), seed=p.seed,
         train_data_set_list=str(inputs['train']), valid_data_set_list=str(inputs['dev']), output_dir=str(out),
@@ -195,7 +196,7 @@ def funasr_config(p: StageParams, inputs: dict) -> dict:
         optim='adamw', optim_conf=dict(lr=p.lr, weight_decay=0.0), scheduler='warmuplr',
         scheduler_conf=dict(warmup_steps=p.warmup),
         fa8k=dict(stage=p.stage, train_log=str(out / 'train.log'), dev_data=str(inputs['dev']), dev_utts=p.dev_utts,
-                  dev_seed=p.seed, keywords=str(keywords) if keywords.is_file() else None,
+                  dev_seed=p.seed, keywords=str(inputs['keywords']) if 'keywords' in inputs else None,
                   max_nan_in_row=p.max_nan_in_row, lr_scale=1.0, warmup_scale=1.0))
 
 # %% ../nbs/03_train.ipynb #4ca23198
