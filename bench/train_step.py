@@ -37,8 +37,8 @@ Scales:
         batch_size = max_token_length = the token batch, batch_size_token_max 4x, sort_size 1024, shuffle) and the
         dataset's collator; the same seed gives every stage the same batches (cycled if the corpus has fewer).
         Default token batch: 3000 for every stage (the stage notebooks' smoke defaults).
-  full  (GPU) The full-size Fun-ASR-Nano configuration of `fun_asr_8k.model` (FUN_ASR_NANO: SenseVoiceEncoderSmall 50
-        blocks, Transformer adaptor, 5-layer CTC decoder + 60515-way CTC head, Qwen3-0.6B from QWEN3_0_6B), built
+  full  (GPU) The full-size Fun-ASR-Nano configuration of `fun_asr_8k.model` (FUN_ASR_NANO_2512: SenseVoiceEncoderSmall
+        50 blocks, Transformer adaptor, 5-layer CTC decoder + 60515-way CTC head, Qwen3-0.6B from QWEN3_0_6B), built
         the way `full_size_model` builds it on the meta device, but for real on --device with RANDOM weights (no
         download, no checkpoint): a temp dir with the Qwen3-0.6B config.json and a CTC token list.
         Batches are SYNTHESISED with the shapes funasr's FunASR dataset gives (no Qwen tokenizer offline): utterances
@@ -197,17 +197,19 @@ def _tiny_batches(job: dict, am, device: str, bt: int) -> list:
 
 
 def _full_model(job: dict, device: str, work: Path):
-    ("The full-size FunASRNanoCTC (FUN_ASR_NANO + QWEN3_0_6B, as full_size_model configures it) on `device`, "
+    ("The full-size FunASRNanoCTC (FUN_ASR_NANO_2512 + QWEN3_0_6B, as full_size_model configures it) on `device`, "
      "random weights.")
     import copy, torch
-    from fun_asr_8k.model import FUN_ASR_NANO, QWEN3_0_6B, FunASRNanoCTC, apply_freeze_plan, freeze_plan_config
+    from fun_asr_8k.model import (FUN_ASR_NANO_2512, QWEN3_0_6B, FunASRNanoCTC, apply_freeze_plan, freeze_plan_config,
+                                  input_size)
     (work / 'Qwen3-0.6B').mkdir(parents=True, exist_ok=True)
     (work / 'Qwen3-0.6B' / 'config.json').write_text(json.dumps(QWEN3_0_6B))
     (work / 'ctc_tokens.txt').write_text('<unk>\n<blank>\n')   # the CTC head keeps ctc_vocab_size (60515) outputs
-    cfg = copy.deepcopy(FUN_ASR_NANO)
+    cfg = copy.deepcopy(FUN_ASR_NANO_2512)
     llm_dtype = 'fp32' if job['precision'] == 'fp32' else 'bf16'
     cfg['llm_conf'].update(init_param_path=str(work / 'Qwen3-0.6B'), llm_dtype=llm_dtype)
-    cfg.update(ctc_tokenizer='CharTokenizer', ctc_tokenizer_conf=dict(token_list=str(work / 'ctc_tokens.txt')))
+    cfg['dataset_conf'].update(ctc_tokenizer='CharTokenizer',
+                              ctc_tokenizer_conf=dict(token_list=str(work / 'ctc_tokens.txt')))
     plan = freeze_plan_config(job['stage'])
     for k in ('audio_encoder_conf', 'audio_adaptor_conf', 'ctc_decoder_conf', 'llm_conf'): cfg[k].update(plan[k])
     if job.get('depth'):   # dry runs: the full widths, `depth` blocks of the encoder and the LLM
@@ -216,8 +218,10 @@ def _full_model(job: dict, device: str, work: Path):
         (work / 'Qwen3-0.6B' / 'config.json').write_text(json.dumps(small))
     torch.manual_seed(0)
     with torch.device(device):
-        m = FunASRNanoCTC(**{k: v for k, v in cfg.items() if k != 'model'}, ctc_train=plan['ctc_train'],
-                          peft_lora=plan['peft_lora'], detach_ctc_decoder=plan['detach_ctc_decoder'])
+        blocks = {k: v for k, v in cfg.items() if k not in ('model', 'detach_ctc_decoder')}
+        m = FunASRNanoCTC(input_size=input_size(cfg), **blocks,
+                          ctc_train=plan['ctc_train'], peft_lora=plan['peft_lora'],
+                          detach_ctc_decoder=plan['detach_ctc_decoder'])
     return apply_freeze_plan(m, job['stage'])
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from fastcore.script import call_parse
 
 from .data import CorpusSpec
-from .plan import DATA_SETS, RELEASED_TINY, exp_dir, plan_table
+from .plan import DATA_SETS, RELEASED_TINY, exp_dir, plan_table, run_device
 from .store import package_versions, write_atomic
 
 # %% ../nbs/50_experiment.ipynb #7dc3c7b6
@@ -59,7 +59,7 @@ def notebook_runs(stage: int, scale: str, exp_output: str, run_dir: Path, model_
         # on CPUs the stages are decoded side by side, as many at a time as training runs processes
         workers = 1 if gpus else max(asked.values()) if isinstance(asked, dict) else asked
         return [('40_eval', '40_eval', dict(scale=scale, exp_output=exp_output, model_dir=model_dir,
-                                            report_dir=str(run_dir), device='cuda' if gpus else 'cpu',
+                                            report_dir=str(run_dir), device=run_device(gpus),
                                             workers=workers, **EVAL_OPTS))]
     raise ValueError(f'run stage {stage}: expected 0 (data), 1, 2, 3 (training) or 4 (evaluation)')
 
@@ -291,8 +291,9 @@ def run_experiment(start: int, stop: int, scale: str = 'smoke', run_id: str | No
                command=' '.join(sys.argv), model_dir=model_dir, stage_params=stage_params or {},
                versions=package_versions(), wall_s={}, beside={})
     if (run_dir / 'run.json').exists(): run['wall_s'] = json.loads((run_dir / 'run.json').read_text()).get('wall_s', {})
-    # CPUs: the stages are decoded ahead for this run's evaluation (GPUs decode in 40_eval, on the GPU)
-    ahead = not paths.get('gpus') and start <= 4 <= stop
+    # smoke scale on CPUs: the stages are decoded ahead for this run's evaluation (GPUs decode in 40_eval, on the GPU;
+    # at full scale on a CPU a decode beside would hold a second 0.87 B model while a stage trains)
+    ahead = scale == 'smoke' and not paths.get('gpus') and start <= 4 <= stop
     beside = Beside(run_dir / 'beside.log', cwd=cwd)
     try:
         for stage in range(start, stop + 1):
@@ -331,6 +332,9 @@ def run_cli(start: int,                     # first run stage: 0 data, 1-3 train
             general_dir: str = None,        # full scale: WenetSpeech manifests (train_M.jsonl, eval_dev.jsonl)
             telephone_dir: str = None,      # full scale: audio_neutral, audio_quiet, test (.jsonl), keywords.txt
             gpus: str = '',                 # CUDA devices for training, e.g. 2,3 or 0
+            nnodes: int = 1,                # machines training each stage together (torchrun)
+            node_rank: int = 0,             # this machine (0 chooses and writes; others run stages 1-3 only)
+            rdzv_endpoint: str = '',        # host:port of node 0, with nnodes > 1
             nproc: int = None,              # CPU training processes per stage (torchrun, gloo); smoke: 2 on 2+ cores
             bf16: bool = False,             # bf16 LLM weights and autocast in training (GPUs)
             epochs: int = None,             # every stage's epochs (default: the plan's): a shortened rehearsal
@@ -342,8 +346,12 @@ def run_cli(start: int,                     # first run stage: 0 data, 1-3 train
         print('error: full scale stage 0 needs --general_dir and --telephone_dir', file=sys.stderr); sys.exit(2)
     if scale == 'full' and not model_dir:
         print('error: full scale needs --model_dir (the Fun-ASR-Nano directory)', file=sys.stderr); sys.exit(2)
+    if node_rank and (start == 0 or stop == 4):
+        print(f'error: node {node_rank} trains stages 1-3 beside node 0 (fa8k-run 1 3 ...); node 0 alone runs stages 0 '
+              'and 4', file=sys.stderr); sys.exit(2)
     if nproc is None and scale == 'smoke' and not gpus and len(os.sched_getaffinity(0)) >= 2: nproc = SMOKE_NPROC
-    given = dict(nproc=nproc, bf16=bf16 or None, epochs=epochs, dev_utts=dev_utts)
+    nodes = dict(nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint) if nnodes > 1 else {}
+    given = dict(nproc=nproc, bf16=bf16 or None, epochs=epochs, dev_utts=dev_utts, **nodes)
     t0 = time.time()
     try: run = run_experiment(start, stop, scale, run_id, exp_output, force=force, seed=seed, model_dir=model_dir,
                               general_dir=general_dir, telephone_dir=telephone_dir, gpus=gpus,

@@ -7,9 +7,10 @@ __all__ = ['DATA_SETS', 'OPTIONAL_SPLITS', 'STAGES', 'STAGE_ORDER', 'FREEZE_PLAN
            'SETTINGS', 'SCALES', 'LR_RULES', 'EXPECT', 'PLAN_TARGETS', 'PLAN_FIGURES', 'SMOKE_TARGETS', 'CALL_KEYWORDS',
            'RELEASED_TINY', 'EVAL_SETS', 'RUNS', 'scaled_lr', 'scaled_warmup', 'token_batching', 'smoke_target',
            'target_met', 'plan_table', 'data_file', 'exp_dir', 'stage_dir', 'pointer_path', 'stage_checkpoints',
-           'eval_set']
+           'gpu_list', 'gpu_devices', 'run_device', 'eval_set']
 
 # %% ../nbs/90_plan.ipynb #5f79883a
+import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -58,21 +59,22 @@ STAGE_CHECKS = {
     'stage3': dict(lower=('cer', 'kwer'), keep=(), slack=0.0)}
 
 # %% ../nbs/90_plan.ipynb #682cb61a
-SETTINGS = {  # (stage, scale) -> lr, batch_tokens, epochs, warmup, accum_grad, early_stopping, replay, hotwords
+SETTINGS = {  # (stage, scale) -> lr, batch_tokens, epochs, warmup, accum_grad, early_stopping, replay, hotwords,
+              # num_workers, save_every
     ('baseline', 'smoke'): dict(lr=3e-3, batch_tokens=3000, epochs=40, warmup=400, accum_grad=1, early_stopping=0,
-                                replay=0.0, hotwords=0.0),
+                                replay=0.0, hotwords=0.0, num_workers=0, save_every=0),
     ('stage1', 'full'): dict(lr=1e-4, batch_tokens=8192, epochs=10, warmup=1000, accum_grad=1, early_stopping=0,
-                             replay=0.0, hotwords=0.0),
+                             replay=0.0, hotwords=0.0, num_workers=4, save_every=2000),
     ('stage1', 'smoke'): dict(lr=1e-3, batch_tokens=4000, epochs=3, warmup=100, accum_grad=1, early_stopping=0,
-                              replay=0.0, hotwords=0.0),
+                              replay=0.0, hotwords=0.0, num_workers=0, save_every=0),
     ('stage2', 'full'): dict(lr=5e-5, batch_tokens=8192, epochs=10, warmup=1000, accum_grad=1, early_stopping=0,
-                             replay=0.0, hotwords=0.0),
+                             replay=0.0, hotwords=0.0, num_workers=4, save_every=2000),
     ('stage2', 'smoke'): dict(lr=1e-3, batch_tokens=4000, epochs=2, warmup=50, accum_grad=1, early_stopping=0,
-                              replay=0.0, hotwords=0.0),
+                              replay=0.0, hotwords=0.0, num_workers=0, save_every=0),
     ('stage3', 'full'): dict(lr=1e-5, batch_tokens=4096, epochs=20, warmup=1000, accum_grad=2, early_stopping=3,
-                             replay=0.0, hotwords=1.0),
+                             replay=0.0, hotwords=1.0, num_workers=4, save_every=2000),
     ('stage3', 'smoke'): dict(lr=2e-3, batch_tokens=4000, epochs=3, warmup=50, accum_grad=1, early_stopping=0,
-                              replay=1.5, hotwords=1.0)}
+                              replay=1.5, hotwords=1.0, num_workers=0, save_every=0)}
 SCALES = ('smoke', 'full')
 
 # %% ../nbs/90_plan.ipynb #c2d8e5f1
@@ -156,7 +158,7 @@ def _target_text(stage: str) -> str:
 def plan_table(stages=STAGE_ORDER, scales=SCALES) -> str:
     "The plan's numbers as a Markdown table: one row per stage and scale."
     head = ['stage', 'scale', 'data', 'trains', 'lr', 'batch tokens', 'epochs', 'warm-up', 'accum', 'early stop',
-            'replay', 'hotword lists', 'the plan expects', 'telephone test targets']
+            'replay', 'hotword lists', 'loader workers', 'checkpoint every', 'the plan expects', 'telephone test targets']
     rows = []
     for s in stages:
         for scale in scales:
@@ -166,6 +168,7 @@ def plan_table(stages=STAGE_ORDER, scales=SCALES) -> str:
                          v['batch_tokens'], v['epochs'], v['warmup'], v['accum_grad'], v['early_stopping'] or 'off',
                          f"{v['replay']:g} x {REPLAY_DATA}" if v['replay'] else 'none',
                          f"+{100 * v['hotwords']:g} % of own lines, with a list" if v['hotwords'] else 'none',
+                         v['num_workers'], f"{v['save_every']} steps" if v['save_every'] else 'epoch',
                          EXPECT[s]['says'],
                          _target_text(s)])
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
@@ -202,6 +205,29 @@ def stage_checkpoints(exp_output, model_dir=None, scale: str = 'smoke') -> dict[
         if stage == 'baseline': out[stage] = Path(model_dir or RELEASED_TINY).absolute()
         else: out[stage] = Path(ptr.read_text().strip()) if ptr.is_file() else None
     return out
+
+# %% ../nbs/90_plan.ipynb #025718c8
+def gpu_list(gpus) -> str:
+    "CUDA devices as torchrun's CUDA_VISIBLE_DEVICES: '2,3', 0 (papermill's `-p gpus 0`), (2, 3); '', None, False: CPU."
+    if gpus is None or gpus is False or gpus == '': return ''
+    if isinstance(gpus, bool): raise ValueError('gpus True: name the devices, e.g. 0 or 2,3')
+    ids = [str(g).strip() for g in (gpus if isinstance(gpus, (list, tuple)) else str(gpus).split(','))]
+    if not all(i.isdigit() for i in ids): raise ValueError(f'gpus {gpus!r}: expected device numbers, e.g. 0 or 2,3')
+    return ','.join(ids)
+
+def gpu_devices(gpus: str, visible: str | None = None) -> tuple[str, str]:
+    "GPUs named as this process sees them: the training processes' CUDA_VISIBLE_DEVICES, and this process's device."
+    ids = gpus.split(',')
+    seen = visible.split(',') if visible else None   # this process's own CUDA_VISIBLE_DEVICES, if it has one
+    if seen and any(int(i) >= len(seen) for i in ids):
+        raise ValueError(f'gpus {gpus!r}: this process sees {len(seen)} GPUs (CUDA_VISIBLE_DEVICES={visible})')
+    return ','.join(seen[int(i)] for i in ids) if seen else gpus, f'cuda:{ids[0]}'
+
+def run_device(gpus) -> str:
+    "Where this process computes for a run on `gpus` (choosing, evaluating): the first of them as it sees them, or the CPU."
+    ids = gpu_list(gpus)
+    return gpu_devices(ids, os.environ.get('CUDA_VISIBLE_DEVICES'))[1] if ids else 'cpu'
+
 
 # %% ../nbs/90_plan.ipynb #5f23041d
 EVAL_SETS = {  # name -> (data set, split); every one of held-out speakers

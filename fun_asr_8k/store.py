@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['RECORDED_PACKAGES', 'write_atomic', 'named_os_errors', 'atomic_writer', 'summary', 'parse_shard', 'JournalIndex',
            'read_journals', 'importable', 'JournalBusy', 'exclusive_lock', 'Journal', 'pooled', 'run_journaled',
-           'finishing', 'cli_errors', 'NothingKept', 'nothing_kept', 'package_versions']
+           'finishing', 'cli_errors', 'NothingKept', 'nothing_kept', 'package_versions', 'peak_rss_mb', 'TreeMemory']
 
 # %% ../nbs/91_store.ipynb #ad58f840
-import importlib, itertools, json, multiprocessing as mp, os, re, shutil, sys, time
+import importlib, itertools, json, multiprocessing as mp, os, re, resource, shutil, sys, time
 from array import array
 from contextlib import contextmanager
 from pathlib import Path
@@ -331,3 +331,45 @@ def package_versions() -> dict:
         try: out[p] = version(p)
         except PackageNotFoundError: out[p] = None
     return out
+
+# %% ../nbs/91_store.ipynb #97f07b73
+def peak_rss_mb() -> int:
+    "This process's peak resident memory so far, in MB."
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+class TreeMemory:
+    "Peak resident memory of this process and all it starts, in all and by role (`roles`: name -> command-line texts)."
+    def __init__(self, roles: dict | None = None, every: float = 0.5):
+        import psutil, threading
+        self.roles, self.every, self._root = dict(roles or {}), every, psutil.Process()
+        self.peak = dict(total_mb=0, anon_mb=0, roles={}, samples=0)
+        self._stop, self._thread = threading.Event(), threading.Thread(target=self._watch, daemon=True)
+
+    def role(self, p) -> str:
+        "The role of process `p`: 'parent' (this one), the first role whose text its command line holds, or 'other'."
+        if p.pid == self._root.pid: return 'parent'
+        cmd = ' '.join(p.cmdline())
+        held = lambda texts: any(t in cmd for t in ([texts] if isinstance(texts, str) else texts))
+        return next((name for name, texts in self.roles.items() if held(texts)), 'other')
+
+    def sample(self) -> dict:
+        "Resident MB now, by role and in all (and without file-mapped pages: `anon`)."
+        import psutil
+        now, total, anon = {}, 0, 0
+        for p in [self._root, *self._root.children(recursive=True)]:
+            try: m, r = p.memory_info(), self.role(p)
+            except psutil.Error: continue   # ended between the listing and the reading
+            now[r] = now.get(r, 0) + m.rss / 2 ** 20
+            total, anon = total + m.rss / 2 ** 20, anon + (m.rss - m.shared) / 2 ** 20
+        pk = self.peak
+        pk.update(total_mb=max(pk['total_mb'], round(total)), anon_mb=max(pk['anon_mb'], round(anon)),
+                  samples=pk['samples'] + 1)
+        for r, mb in now.items(): pk['roles'][r] = max(pk['roles'].get(r, 0), round(mb))
+        return now
+
+    def _watch(self):
+        while not self._stop.wait(self.every): self.sample()
+
+    def __enter__(self): self.sample(); self._thread.start(); return self
+    def __exit__(self, *exc): self._stop.set(); self._thread.join(); self.sample()
+

@@ -45,3 +45,18 @@ def test_the_command_remakes_it(tmp_path):
     assert [t['met'] for t in new['targets']] == [t['met'] for t in old['targets']], (new['targets'], old['targets'])
     for run in old['runs']:   # CPU training is seeded; other CPUs may round differently: close, not equal
         assert abs(new['runs'][run]['cer'] - old['runs'][run]['cer']) <= 0.03, (run, new['runs'][run], old['runs'][run])
+
+
+def test_shipped_config_carries_the_release_keys():
+    "The released tiny model's config.yaml holds every key of Fun-ASR-Nano-2512's (sizes scaled, its own tokenizers), "
+    "and so does the full-size stand-in's; every key is decided by the stages."
+    import yaml
+    from fun_asr_8k.model import FUN_ASR_NANO_2512, config_keys, full_config
+    from fun_asr_8k.train import decide
+    own = lambda cfg: {k for k in config_keys(cfg) if not k.startswith('dataset_conf.ctc_tokenizer_conf.')}
+    shipped = yaml.safe_load((RELEASED_TINY / 'config.yaml').read_text())
+    assert own(shipped) == own(FUN_ASR_NANO_2512) | {'ctc_vocab_size'}, own(shipped) ^ own(FUN_ASR_NANO_2512)
+    assert set(config_keys(full_config('/llm', '/vocab'))) == set(config_keys(FUN_ASR_NANO_2512))
+    assert [k for k in config_keys(shipped) if decide(k) is None] == []
+    trap = dict(data_split_num=256, prompt_classes='MultiContextPrompt')
+    assert {k: shipped['dataset_conf'][k] for k in trap} == trap   # the smoke runs meet the release's settings too

@@ -21,3 +21,33 @@ def test_stage1_with_lr_0_fails_its_checks(small_exp):
     assert 'AssertionError' in msg and ('did not fall' in msg or 'changed' in msg), msg
     assert (small_exp / '10_stage1_lr0.ipynb').exists(), 'the failed notebook stays beside the run'
     assert not pointer_path(small_exp / 'exp_output', 'stage1').exists(), 'no stage can start from it'
+
+
+def test_the_release_traps_are_seen_in_what_training_did(small_exp, monkeypatch):
+    "A stage trained with the release's own settings left in (its data splits, 2 here; its save excludes; its prompt "
+    "class) fails the checks of what happened, each naming its key."
+    import fun_asr_8k.train as train
+    from fun_asr_8k.plan import RELEASED_TINY
+    overrides = train.stage_overrides
+    def released(p, inputs):   # the stage's configuration with the three traps left to the release
+        o = overrides(p, inputs)
+        o['dataset_conf'].update(data_split_num=2)
+        del o['dataset_conf']['prompt_classes'], o['train_conf']['effective_save_name_excludes']
+        return o
+    monkeypatch.setattr(train, 'stage_overrides', released)
+    monkeypatch.setattr(train, 'release_decisions', lambda *a, **k: [])   # past the refusal, to see what happens
+    p = train.StageParams(stage='stage1', exp_output=str(small_exp / 'traps'), model_dir=str(RELEASED_TINY),
+                          epochs=1, dev_utts=2, avg_last=1)
+    (small_exp / 'traps').mkdir(exist_ok=True)
+    (small_exp / 'traps' / 'data').symlink_to(small_exp / 'exp_output' / 'data')
+    report = train.run_stage(p)
+    epoch = report['epochs'][0]
+    assert (epoch['passes'], epoch['steps']) == (2, 2 * epoch['one_pass']), epoch
+    assert all(c['llm_tensors'] == 0 for c in report['saved_llm']), report['saved_llm']
+    assert not report['prompts'][0]['same'] and report['prompts'][0]['trained'] != report['prompts'][0]['decoded']
+    named = (('epochs', 'dataset_conf.data_split_num'), ('saved_llm', 'train_conf.effective_save_name_excludes'),
+             ('prompts', 'dataset_conf.prompt_classes'))
+    for only, key in named:
+        alone = dict(report, **{k: [] for k in ('epochs', 'saved_llm', 'prompts') if k != only})
+        with pytest.raises(AssertionError, match=key.replace('.', r'\.')):
+            train.check_ran(alone)
