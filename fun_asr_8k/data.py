@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['PLANTED', 'MANIFESTS', 'TEST_POOL', 'HELD_OUT', 'TAG_RE', 'CorpusSpec', 'plan_set', 'plan_corpus', 'make_corpus',
            'make_corpus_cli', 'PrepLimits', 'transcript_problem', 'fbank_frames', 'text_length_fn', 'kaldi_to_jsonl',
-           'find_manifest', 'prep_real', 'prep_simulated', 'prep_clean', 'prep', 'validate_formatted', 'check_data',
-           'check_data_cli', 'prep_cli']
+           'find_manifest', 'prep_real', 'prep_simulated', 'prep_clean', 'validate_formatted', 'check_data',
+           'Step0Failed', 'step0', 'prep', 'check_data_cli', 'prep_cli']
 
 # %% ../nbs/01_data_prep.ipynb #b2300b11
 import json, re, subprocess, sys, tempfile
@@ -426,31 +426,6 @@ def _set_report(d: Path, splits: list[str], done: dict) -> dict | None:
         write_atomic(d / 'report.json', json.dumps(rep, ensure_ascii=False, indent=1) + '\n')
         return rep
 
-# %% ../nbs/01_data_prep.ipynb #4b28c86d
-def prep(general_dir, telephone_dir, out, channel: str = 'plan', seed: int = 0, limits: PrepLimits = PrepLimits(),
-         tokenizer: str | None = None, workers: int = 1, shard: str = '0/1', skip_bad: bool = False,
-         plain: bool = False, progress: bool = True) -> dict:
-    "Stage 0: `out/data/{simulated_8k_telephone,real_8k_telephone,clean_16k}/` ({split}_formatted.jsonl, report.json)."
-    data, (i, n) = Path(out).absolute() / 'data', parse_shard(shard)
-    if channel not in PRESETS: raise ValueError(f"channel preset {channel!r}: expected one of {tuple(PRESETS)}")
-    todo = _stage0_plan(general_dir, telephone_dir, data)
-    kw = dict(limits=limits, tokenizer=tokenizer, skip_bad=skip_bad, plain=plain)
-    run = dict(workers=workers, shard=shard, progress=progress)
-    reports = {name: {} for name in dict.fromkeys(name for name, *_ in todo)}
-    with exclusive_lock(data / '.journal' / f'stage0-{i}-of-{n}.lock', f'Stage 0 shard {i}/{n} of {data}'):
-        for name, split, manifest, formatted in todo:
-            d, ds = data / name, DATA_SETS[name]
-            # the training sets' channel is `channel` (the plan's by default); an evaluation set keeps its own
-            preset = channel if ds.get('channel') == 'plan' else ds.get('channel')
-            if preset: rep = prep_simulated(manifest, d / split, formatted, preset, seed, **kw, **run)
-            elif ds['source'] == 'telephone': rep = prep_real(manifest, d / split, formatted, **kw, **run)
-            else: rep = prep_clean(manifest, formatted, **kw)
-            reports[name][split] = rep
-        for name, rep in reports.items(): _set_report(data / name, list(rep), rep)
-        if (kw := Path(telephone_dir) / 'keywords.txt').is_file():   # the calls' business keywords go with them
-            write_atomic(data.parent / CALL_KEYWORDS, kw.read_bytes())
-    return reports
-
 # %% ../nbs/01_data_prep.ipynb #b23c8034
 def validate_formatted(path, funasr_check: bool = True, max_lines: int | None = None) -> list[str]:
     "Problems of a formatted (ChatML) jsonl file, each naming its line; empty when it is valid."
@@ -539,6 +514,44 @@ def check_data(general_dir, telephone_dir, n: int = 10, work_dir=None) -> list[t
     "The plan's Step 0 on `n` samples of each data set: (check, passed, detail) for each check; no temporary file left."
     if work_dir: return _step0(general_dir, telephone_dir, n, Path(work_dir))
     with tempfile.TemporaryDirectory(prefix='step0_') as work: return _step0(general_dir, telephone_dir, n, Path(work))
+
+class Step0Failed(ValueError):
+    "The plan's Step 0 failed on the samples: Stage 0 does not start; the message names each failed check."
+
+def step0(general_dir, telephone_dir, n: int = 10) -> list[tuple[str, bool, str]]:
+    "The plan's Step 0, printed check by check; `Step0Failed` naming the failed ones, before Stage 0 writes anything."
+    checks = check_data(general_dir, telephone_dir, n)
+    for name, ok, detail in checks: print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
+    if failed := [f'{name}: {detail}' for name, ok, detail in checks if not ok]:
+        raise Step0Failed(f'Step 0 failed on {n} samples of each set, so Stage 0 did not start: ' + '; '.join(failed))
+    return checks
+
+
+# %% ../nbs/01_data_prep.ipynb #4b28c86d
+def prep(general_dir, telephone_dir, out, channel: str = 'plan', seed: int = 0, limits: PrepLimits = PrepLimits(),
+         tokenizer: str | None = None, workers: int = 1, shard: str = '0/1', skip_bad: bool = False,
+         plain: bool = False, progress: bool = True, checked: bool = False) -> dict:
+    "Step 0 (unless `checked`), then Stage 0: `out/data/<data set>/{split}_formatted.jsonl` and `report.json`."
+    data, (i, n) = Path(out).absolute() / 'data', parse_shard(shard)
+    if channel not in PRESETS: raise ValueError(f"channel preset {channel!r}: expected one of {tuple(PRESETS)}")
+    todo = _stage0_plan(general_dir, telephone_dir, data)
+    if not checked: step0(general_dir, telephone_dir)
+    kw = dict(limits=limits, tokenizer=tokenizer, skip_bad=skip_bad, plain=plain)
+    run = dict(workers=workers, shard=shard, progress=progress)
+    reports = {name: {} for name in dict.fromkeys(name for name, *_ in todo)}
+    with exclusive_lock(data / '.journal' / f'stage0-{i}-of-{n}.lock', f'Stage 0 shard {i}/{n} of {data}'):
+        for name, split, manifest, formatted in todo:
+            d, ds = data / name, DATA_SETS[name]
+            # the training sets' channel is `channel` (the plan's by default); an evaluation set keeps its own
+            preset = channel if ds.get('channel') == 'plan' else ds.get('channel')
+            if preset: rep = prep_simulated(manifest, d / split, formatted, preset, seed, **kw, **run)
+            elif ds['source'] == 'telephone': rep = prep_real(manifest, d / split, formatted, **kw, **run)
+            else: rep = prep_clean(manifest, formatted, **kw)
+            reports[name][split] = rep
+        for name, rep in reports.items(): _set_report(data / name, list(rep), rep)
+        if (kw := Path(telephone_dir) / 'keywords.txt').is_file():   # the calls' business keywords go with them
+            write_atomic(data.parent / CALL_KEYWORDS, kw.read_bytes())
+    return reports
 
 # %% ../nbs/01_data_prep.ipynb #35dbf556
 def _require(**options):

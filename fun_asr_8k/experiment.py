@@ -338,7 +338,7 @@ def run_cli(start: int,                     # first run stage: 0 data, 1-3 train
             nproc: int = None,              # CPU training processes per stage (torchrun, gloo); smoke: 2 on 2+ cores
             bf16: bool = False,             # bf16 LLM weights and autocast in training (GPUs)
             epochs: int = None,             # every stage's epochs (default: the plan's): a shortened rehearsal
-            dev_utts: int = None,           # dev utterances decoded each epoch (default 100)
+            dev_utts: int = None,           # dev utterances decoded each epoch (default: 100 smoke, 2000 full)
             force: bool = False,            # redo stages whose outputs are complete
             seed: int = 0):
     "The whole experiment: data, stages 1-3 from the released model, evaluation; a report in reports/<run_id>/."

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['DATA_SETS', 'OPTIONAL_SPLITS', 'STAGES', 'STAGE_ORDER', 'FREEZE_PLANS', 'LORA', 'REPLAY_DATA', 'STAGE_CHECKS',
-           'SETTINGS', 'SCALES', 'LR_RULES', 'EXPECT', 'PLAN_TARGETS', 'PLAN_FIGURES', 'SMOKE_TARGETS', 'CALL_KEYWORDS',
-           'RELEASED_TINY', 'EVAL_SETS', 'RUNS', 'scaled_lr', 'scaled_warmup', 'token_batching', 'smoke_target',
-           'target_met', 'plan_table', 'data_file', 'exp_dir', 'stage_dir', 'pointer_path', 'stage_checkpoints',
-           'gpu_list', 'gpu_devices', 'run_device', 'eval_set']
+           'SETTINGS', 'SCALES', 'DEV_UTTS', 'LR_RULES', 'EXPECT', 'PLAN_TARGETS', 'PLAN_FIGURES', 'RESPONSES',
+           'NOT_CONVERGING', 'SMOKE_TARGETS', 'CALL_KEYWORDS', 'RELEASED_TINY', 'EVAL_SETS', 'RUNS', 'scaled_lr',
+           'scaled_warmup', 'token_batching', 'smoke_target', 'target_met', 'plan_table', 'data_file', 'exp_dir',
+           'stage_dir', 'pointer_path', 'stage_checkpoints', 'gpu_list', 'gpu_devices', 'run_device', 'eval_set']
 
 # %% ../nbs/90_plan.ipynb #5f79883a
 import os
@@ -76,6 +76,9 @@ SETTINGS = {  # (stage, scale) -> lr, batch_tokens, epochs, warmup, accum_grad, 
     ('stage3', 'smoke'): dict(lr=2e-3, batch_tokens=4000, epochs=3, warmup=50, accum_grad=1, early_stopping=0,
                               replay=1.5, hotwords=1.0, num_workers=0, save_every=0)}
 SCALES = ('smoke', 'full')
+# the project's: dev utterances decoded each epoch and for choosing the checkpoint (the full dev set: ~13,800)
+DEV_UTTS = {'smoke': 100, 'full': 2000}
+
 
 # %% ../nbs/90_plan.ipynb #c2d8e5f1
 LR_RULES = ('linear', 'sqrt')   # how the peak learning rate grows with the token batch
@@ -110,6 +113,16 @@ PLAN_TARGETS = {  # stage -> metric -> ('~', expected %) or ('<', bound %), on t
     'stage2': dict(cer=('~', 8), wer=('~', 12), kwer=('~', 10)),
     'stage3': dict(cer=('<', 8), wer=('<', 12), kwer=('<', 5))}
 PLAN_FIGURES = dict(audio_encoder='~150M', audio_adaptor='~4M', ctc_decoder='~8M (CTC)', ctc='', llm='~2M LoRA')
+
+# %% ../nbs/90_plan.ipynb #f4dfdacf
+RESPONSES = {  # risk -> how the stage's settings change (factors) and the plan's words; 03_train applies them
+    'not_converging': dict(lr=0.5, warmup=2.0, plan='Stage 1 loss does not converge: lower lr (1e-4 -> 5e-5), longer '
+                           'warm-up (1000 -> 2000 steps), check data quality'),
+    'diverged': dict(lr=0.5, warmup=2.0, plan="(the project's) losses NaN or inf many times in a row: as above"),
+    'overfitting': dict(lr=0.5, accum_grad=2.0, plan='Stage 3 overfits (little data): gradient accumulation 2 -> 4, '
+                        'lr 1e-5 -> 5e-6, early stopping')}
+NOT_CONVERGING = 0.01   # a training loss whose last quarter of steps is not 1 % below its first quarter is flat
+
 
 # %% ../nbs/90_plan.ipynb #816d1f6e
 SMOKE_TARGETS = [  # stage, run, metric, then: at most `max`; or at most (`max_of` stage/run/metric) x factor + add

@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['RECORDED_PACKAGES', 'write_atomic', 'named_os_errors', 'atomic_writer', 'summary', 'parse_shard', 'JournalIndex',
            'read_journals', 'importable', 'JournalBusy', 'exclusive_lock', 'Journal', 'pooled', 'run_journaled',
-           'finishing', 'cli_errors', 'NothingKept', 'nothing_kept', 'package_versions', 'peak_rss_mb', 'TreeMemory']
+           'finishing', 'cli_errors', 'NothingKept', 'nothing_kept', 'package_versions', 'peak_rss_mb',
+           'proportional_mb', 'TreeMemory']
 
 # %% ../nbs/91_store.ipynb #ad58f840
 import importlib, itertools, json, multiprocessing as mp, os, re, resource, shutil, sys, time
@@ -337,6 +338,11 @@ def peak_rss_mb() -> int:
     "This process's peak resident memory so far, in MB."
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
+def proportional_mb(pid: int) -> tuple[float, float]:
+    "A process's proportional set size in MB (a page shared by n processes counts 1/n), and its anonymous part."
+    fields = {l.split(':')[0]: int(l.split()[1]) for l in open(f'/proc/{pid}/smaps_rollup') if l.split()[-1] == 'kB'}
+    return fields['Pss'] / 1024, fields.get('Pss_Anon', fields['Pss']) / 1024
+
 class TreeMemory:
     "Peak resident memory of this process and all it starts, in all and by role (`roles`: name -> command-line texts)."
     def __init__(self, roles: dict | None = None, every: float = 0.5):
@@ -357,10 +363,10 @@ class TreeMemory:
         import psutil
         now, total, anon = {}, 0, 0
         for p in [self._root, *self._root.children(recursive=True)]:
-            try: m, r = p.memory_info(), self.role(p)
-            except psutil.Error: continue   # ended between the listing and the reading
-            now[r] = now.get(r, 0) + m.rss / 2 ** 20
-            total, anon = total + m.rss / 2 ** 20, anon + (m.rss - m.shared) / 2 ** 20
+            try: pss, pss_anon = proportional_mb(p.pid); r = self.role(p)
+            except (OSError, psutil.Error): continue   # ended between the listing and the reading
+            now[r] = now.get(r, 0) + pss
+            total, anon = total + pss, anon + pss_anon
         pk = self.peak
         pk.update(total_mb=max(pk['total_mb'], round(total)), anon_mb=max(pk['anon_mb'], round(anon)),
                   samples=pk['samples'] + 1)

@@ -35,3 +35,18 @@ def tree_bytes(d: Path) -> dict:
     "Every output file under `d` (journals excluded) with its bytes."
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob('*'))
             if p.is_file() and '.journal' not in p.parts}
+
+@pytest.fixture(scope='session')
+def smoke_run(tmp_path_factory) -> dict:
+    """The smoke experiment, run once for the whole test session: `fa8k-run 0 4` in a fresh folder, as `./run demo`
+    runs it (about 5 minutes on 2 cores). FA8K_SMOKE_RUN=DIR reuses a finished run in DIR instead (a developer's
+    shortcut; CI never sets it)."""
+    import os, subprocess
+    given = os.environ.get('FA8K_SMOKE_RUN')
+    d = Path(given) if given else tmp_path_factory.mktemp('smoke_run')
+    r = None if given else subprocess.run([cli('fa8k-run'), '0', '4', '--run_id', 'ci'], cwd=d, capture_output=True,
+                                          text=True, timeout=2400)
+    said = '' if r is None else (r.stdout[-2500:] + '\n' + r.stderr[-5000:])
+    runs = sorted((d / 'reports').glob('*/eval_metrics.json'))
+    return dict(dir=d, rc=0 if r is None else r.returncode, said=said, report=runs[-1].parent if runs else None,
+                exp=d / 'exp_output')

@@ -104,26 +104,30 @@ def test_the_fallback_is_reached_through_torchrun(data, monkeypatch):
     exp = exp_with(data, 'fallback')
     faults(monkeypatch, dict(kind='nan', rank=1, steps=list(range(1, 100)), attempt=0))
     r = run_stage(StageParams(exp_output=str(exp), epochs=1, max_nan_in_row=2, **QUICK))
-    assert [(a['rc'], a['diverged'], a['lr_scale']) for a in r['attempts']] == [(1, True, 1.0), (0, False, 0.5)], r
+    assert [(a['rc'], a['risk'], a['lr_scale']) for a in r['attempts']] == [(1, 'diverged', 1.0), (0, None, 0.5)], r
     starts = [l for l in read_log(stage_dir(exp, 'stage1') / 'train.log') if l['event'] == 'start']
     assert [(s['lr_scale'], s['warmup_scale']) for s in starts] == [(1.0, 1.0), (0.5, 2.0)], starts
 
-def test_early_stopping_ends_the_stage_with_a_chosen_checkpoint(data, monkeypatch):
-    "A stage whose dev loss stops falling (a rehearsed plateau at epoch 2) with patience 1 stops after epoch 2 of 4, "
-    "chooses among the epochs it saved, and a rerun trains nothing more."
+def test_overfitting_gets_the_plans_response_then_early_stopping_ends_the_stage(data, monkeypatch):
+    "With patience 1, a dev loss that stops falling (a rehearsed plateau at epoch 2) first gets the plan's response "
+    "to overfitting (back to the best epoch, lr x0.5, accumulation x2); a second plateau (epoch 3) stops the stage, "
+    "which chooses among the epochs it saved; a rerun trains nothing more."
     exp = exp_with(data, 'early')
-    p = dict(exp_output=str(exp), epochs=4, early_stopping=1, **dict(QUICK, nproc=1))
-    faults(monkeypatch, dict(kind='stall', steps=[2]))
+    p = dict(exp_output=str(exp), epochs=5, early_stopping=1, **dict(QUICK, nproc=1))
+    faults(monkeypatch, dict(kind='stall', steps=[2], attempt=0), dict(kind='stall', steps=[3], attempt=1))
     r = run_stage(StageParams(**p))
-    assert [e['epoch'] for e in r['epochs']] == [1, 2], r['epochs']
-    assert r['choice']['chosen'] in ('epoch 1', 'epoch 2', 'mean of epochs 1-2'), r['choice']
+    assert [(a['risk'], a['lr_scale'], a['accum_grad']) for a in r['attempts']] == [('overfitting', 1.0, 1),
+                                                                                  (None, 0.5, 2)], r['attempts']
+    assert [e['epoch'] for e in r['epochs']] == [1, 2, 3], r['epochs']
     log = read_log(stage_dir(exp, 'stage1') / 'train.log')
-    assert [l for l in log if l['event'] == 'early_stop'][0]['best_epoch'] == 1
+    stop = [l for l in log if l['event'] == 'early_stop']
+    assert len(stop) == 1 and stop[0]['last_epoch'] == 3 and stop[0]['since'] >= 1, stop
+    assert [l['epoch'] for l in log if l['event'] == 'start'] == [0, 1], 'the response resumed from the best epoch'
     pointer_path(exp, 'stage1').unlink()   # as if killed before the pointer: the rerun must not train on
     monkeypatch.delenv('FA8K_FAULTS')
     run_stage(StageParams(**p))
     log = read_log(stage_dir(exp, 'stage1') / 'train.log')
-    assert len([l for l in log if l['event'] == 'epoch']) == 2 and log[-1]['event'] != 'epoch'
+    assert len([l for l in log if l['event'] == 'epoch']) == 4 and log[-1]['event'] != 'epoch'
     assert [l for l in log if l['event'] == 'start'][-1]['stopped_early']
 
 def test_a_kill_inside_an_epoch_resumes_at_its_last_step(data, monkeypatch):

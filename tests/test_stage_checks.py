@@ -18,7 +18,10 @@ def test_stage1_with_lr_0_fails_its_checks(small_exp):
     with pytest.raises(StageFailed) as e:
         execute('10_stage1', small_exp / '10_stage1_lr0.ipynb', params, small_exp)
     msg = str(e.value)
-    assert 'AssertionError' in msg and ('did not fall' in msg or 'changed' in msg), msg
+    # a flat loss is the plan's "does not converge" (answered with lr x0.5 and warm-up x2, then the end), unless the
+    # first epoch's noise hides it: then the check that the loss fell fails
+    flat = "training loss is flat, again after the plan's response" in msg and 'check the data' in msg
+    assert flat or ('AssertionError' in msg and 'did not fall' in msg), msg
     assert (small_exp / '10_stage1_lr0.ipynb').exists(), 'the failed notebook stays beside the run'
     assert not pointer_path(small_exp / 'exp_output', 'stage1').exists(), 'no stage can start from it'
 
