@@ -241,6 +241,7 @@ def read_number(p: str, after: str = '') -> str | None:
     "One written number as it is said, `after` the text that follows it; None where it has no reading."
     if ':' in p:
         f = p.split(':')
+        if not all(x.isdigit() for x in f): return None
         if len(f) in (2, 3) and all(len(x) == 2 for x in f[1:]): return clock_time(*f)
         return cardinal(int(f[0])) + '比' + cardinal(int(f[1])) if len(f) == 2 and len(f[1]) == 1 else None
     if '/' in p:
@@ -277,9 +278,10 @@ def read_scaled(n: str, after: str = '') -> str | None:
 _PART = r'[¥$€£]?\d+(?:[.:/]\d+)*(?:[万亿]\d+)*[万亿]?%?'
 _UNIT_NAMES = '|'.join(sorted(map(re.escape, UNITS), key=len, reverse=True))
 NUMBER_EXPRESSION = re.compile(rf'(?P<sign>(?<![A-Za-z0-9.%])-)?(?P<body>{_PART}(?:\s?[-~]\s?{_PART})*)'
-                               rf'(?:(?P<unit>{_UNIT_NAMES})(?![A-Za-z])'
+                               rf'(?:(?P<unit>{_UNIT_NAMES})(?![A-Za-z0-9])'
                                rf'|(?P<ampm>(?i:\s?[ap]\.?\s?m\.?))(?![A-Za-z]))?')
 _RANGE_MARK = re.compile(r'\s?([-~])\s?(?=[¥$€£]?\d)')
+_HOUR = re.compile(r'(1[0-2]|0?\d)(?::\d\d){0,2}')   # a number that a.m. or p.m. can follow
 
 def _range(a: str, b: str, said: list[str], mark: str, after: str, pct: str) -> str:
     "Two numbers joined by - or ~: a range (到; 15-6 is fifteen or sixteen), or a subtraction (减) before = or downwards."
@@ -299,22 +301,23 @@ def read_expression(m: re.Match) -> str:
     parts, marks = pieces[::2], pieces[1::2]
     nums = [p.lstrip('¥$€£').rstrip('%') for p in parts]
     if len(parts) > 2:   # 2024-03-05; any other chain of dashes has no reading
-        return (len(nums) == 3 and set(marks) == {'-'} and len(nums[0]) == 4 and calendar_date(*nums)) or m[0]
+        return (len(nums) == 3 and set(marks) == {'-'} and len(nums[0]) == 4 and calendar_date(*nums)) or f' {m[0]} '
     cur = next((CURRENCIES[p[0]] for p in parts if p[0] in CURRENCIES), '')
     cur, pct = '' if after.startswith(cur) else cur, '百分之' if parts[-1].endswith('%') else ''
     unit, before = m['unit'] or '', m.string[:m.start()].rstrip()[-1:]
-    latin = before.isascii() and before.isalpha()   # iPhone 5s: the s is no second
+    latin = before.isascii() and before.isalpha() and unit.isalpha()   # iPhone 5s: the s is no second
     said = [read_scaled(n, '' if unit or m['ampm'] or pct or cur else after) for n in nums]
-    if None in said: return m[0]
+    if None in said: return f' {m[0]} '   # as written, apart from what is read next to it
     s = _range(*nums, said, marks[0], after, pct) if len(said) == 2 else pct + said[0]
-    if m['ampm']:
-        s = _part_of_day(int(nums[0].split(':')[0]), 'p' in m['ampm'].lower()) + s + ('' if ':' in nums[0] else '点')
-    return ('负' if m['sign'] else '') + s + (unit if latin else UNITS.get(unit, '')) + cur
+    hour = _HOUR.fullmatch(nums[0]) if m['ampm'] else None
+    if hour: s = _part_of_day(int(hour[1]), 'p' in m['ampm'].lower()) + s + ('' if ':' in nums[0] else '点')
+    rest = '' if hour else m['ampm'] or ''   # a.m./p.m. after what is no hour stays as written
+    return ('负' if m['sign'] else '') + s + (unit if latin else UNITS.get(unit, '')) + cur + rest
 
 # %% ../nbs/39_score.ipynb #f2742a00
 _PHONE_GROUPS_V3 = re.compile(r'(?<!\d)(1\d\d|[48]00)[ -](\d{3,4})[ -](\d{4})(?!\d)')
 _DIALLED = re.compile(rf'((?:打|拨|拨打|致电|呼叫|热线|客服)(?:电话)?(?:是|为|:)?)(\d{{3,}})(?![\d.]|{_MEASURE})')
-_LATIN_CODE = re.compile(r'(?<![A-Za-z0-9])(?:[A-Za-z]{1,2}\d{3,}|[A-Za-z]{1,2}\d+[A-Za-z]{1,2}(?:\d+[A-Za-z]{0,2})*)'
+_LATIN_CODE = re.compile(r'(?<![A-Za-z])(?:[A-Za-z]{1,2}\d{3,}|[A-Za-z]{1,2}\d+[A-Za-z]{1,2}(?:\d+[A-Za-z]{0,2})*)'
                          r'(?![A-Za-z0-9])')
 _CODE_DIGITS = re.compile(rf'(?<![\d.])(?:\d{{7,}}(?![\d.]|{_MEASURE})|0\d{{2,}}(?![\d.元块]))')
 _COMPARISON = re.compile(r'[≥≤><=±](?=\s?[-¥$€£]?\d)|(?<=\d)\s?=')
@@ -336,8 +339,8 @@ def read_numbers(text: str) -> str:
     if '/' in s: s = _PER_V3.sub('每', s)
     return NUMBER_EXPRESSION.sub(read_expression, s)
 
-# %% ../nbs/39_score.ipynb #059aa57c
-_VALUE = {c: i for i, c in enumerate(_DIGITS)}
+# %% ../nbs/39_score.ipynb #3b923187
+_VALUE = {c: i for i, c in enumerate(_DIGITS)} | {'两': 2}
 _SMALL_UNITS = {'十': 10, '百': 100, '千': 1000}
 _SCALES = (('亿', 10 ** 8), ('万', 10 ** 4))
 
@@ -377,7 +380,7 @@ _N = '[一二三四五六七八九两]'
 _NOT_AFTER_A_NUMERAL = '(?<![零一二三四五六七八九十百千万亿两点])'
 _NEXT = dict(zip('一二三四五六七八', '二三四五六七八九'))
 _ABOUT_SCALE = re.compile(rf'{_NOT_AFTER_A_NUMERAL}({_N})({_N})([十百千万亿])')
-_ABOUT_TENS = re.compile(rf'{_NOT_AFTER_A_NUMERAL}([二三四五六七八九]?十)({_N})({_N})(?![零一二三四五六七八九十百千万亿两])')
+_ABOUT_TENS = re.compile(rf'{_NOT_AFTER_A_NUMERAL}([二三四五六七八九两]?十)({_N})({_N})(?![零一二三四五六七八九十百千万亿两])')
 _ABOUT_COUNT = re.compile(rf'(?<![零一二三四五六七八九十百千万亿两点周期拜])({_N})({_N})(?=个|位|名|人|天|周|月|年|岁|次|遍|'
                           '分钟|小时|秒|块|元|张|台|部|条|件|本|家|层|楼|点|倍|成|斤|公里|米)')
 
@@ -387,30 +390,36 @@ def _about(a: str, b: str) -> bool: return _NEXT.get(_two(a)) == _two(b) or (a, 
 def approximate_ranges(text: str) -> str:
     "Approximate numbers said as ranges: 三四万 -> 三万到四万, 三五百 -> 三百到五百, 十五六 -> 十五到十六, 两三天 -> 二到三天."
     s = _ABOUT_SCALE.sub(lambda m: f'{_two(m[1])}{m[3]}到{_two(m[2])}{m[3]}' if _about(m[1], m[2]) else m[0], text)
-    s = _ABOUT_TENS.sub(lambda m: f'{m[1]}{_two(m[2])}到{m[1]}{_two(m[3])}' if _NEXT.get(_two(m[2])) == _two(m[3])
-                        else m[0], s)
+    s = _ABOUT_TENS.sub(lambda m: f'{_two(m[1][0])}{m[1][1:]}{_two(m[2])}到{_two(m[1][0])}{m[1][1:]}{_two(m[3])}'
+                        if _NEXT.get(_two(m[2])) == _two(m[3]) else m[0], s)
     # 一二年, 二三年 may be the years 2012 and 2023: a range of years only with 两 (一两年, 两三年)
     return _ABOUT_COUNT.sub(lambda m: f'{_two(m[1])}到{_two(m[2])}' if _about(m[1], m[2]) and (
         '两' in m[0] or not m.string.startswith('年', m.end())) else m[0], s)
 
-# %% ../nbs/39_score.ipynb #e94b0c6a
-_CN = '[零一二三四五六七八九十百千万亿]'
+# %% ../nbs/39_score.ipynb #959e48f0
+_CN = '[零一二三四五六七八九十百千万亿两]'
 _AMOUNT = re.compile(rf'({_CN}+)[元块](?:([一二三四五六七八九])[角毛]?(?:([一二三四五六七八九])分)?|零([一二三四五六七八九])分)'
-                     rf'钱?(?![零一二三四五六七八九十百千万亿角毛分]|{_MEASURE}|份|瓶|包|盒|杯|只|支|双|套)')
+                     rf'钱?(?![零一二三四五六七八九十百千万亿两角毛分]|{_MEASURE}|份|瓶|包|盒|杯|只|支|双|套)')
 _PERCENT_SAID = re.compile(r'(?<![零一二三四五六七八九十])百分(?=[零一二三四五六七八九十百])')
 _MORNING = re.compile(r'早(?:上|晨)(?=[零一二三四五六七八九十]+点)')
 _DAY_NUMBER = re.compile(r'(?<=月)([一二三四五六七八九十]+)号(?![线楼])')
-_UNIT_WORDS = {'公斤': '千克', '千米': '公里', '平米': '平方米'}
-_UNIT_WORD = re.compile('|'.join(_UNIT_WORDS))
-_SHARED_UNIT = re.compile(rf'({_CN}[零一二三四五六七八九十百千万亿点]*)(元|块|美元|欧元|英镑|日元|港元|千克|克|公里|米|个|人|次|天|岁|'
+_KILO = re.compile('([零一二三四五六七八九十百千万亿两点]*)千([克米])')
+_SHARED_UNIT = re.compile(rf'({_CN}[零一二三四五六七八九十百千万亿点]*)(元|块|美元|欧元|英镑|日元|港元|公斤|千克|克|公里|米|个|人|次|天|岁|'
                           rf'分钟|小时|秒|倍|度|摄氏度)到({_CN}[零一二三四五六七八九十百千万亿点]*)\2')
 _SCALED_RANGE = re.compile(rf'{_NOT_AFTER_A_NUMERAL}([一二三四五六七八九十]+)到([一二三四五六七八九十]+)([百千万亿])'
                            rf'(?![零一二三四五六七八九十百千万亿])')
 _PERCENT_RANGE_SAID = re.compile(r'百分之([零一二三四五六七八九十百点]+)到(?=[零一二三四五六七八九十])')
-_DECIMAL_SCALE = re.compile(rf'(?<!上午|下午|中午|晚上|早上|凌晨)({_CN}+)点([零一二三四五六七八九]{{1,4}})([万亿])')
-_CARDINAL_RUN = re.compile('[零一二三四五六七八九十百千万亿]*[十百千万亿][零一二三四五六七八九十百千万亿]*')
+_DECIMAL_SCALE = re.compile(rf'(?<!上午|下午|中午|晚上|早上|凌晨)({_CN}+)点([零一二三四五六七八九两]{{1,4}})([万亿])')
+_CARDINAL_RUN = re.compile('[零一二三四五六七八九十百千万亿两]*[十百千万亿][零一二三四五六七八九十百千万亿两]*')
+_CLOCK_MINUTES = re.compile(r'点([零一二三四五六七八九十两幺]+)分+(?![零一二三四五六七八九十两幺钟])')
 _TWO_NUMERALS = re.compile('[零一二三四五六七八九十百千万亿两][零一二三四五六七八九十百千万亿两]')
-_RULE_CHAR = re.compile('[〇幺两元块百早号斤米到点刻年]')   # without one, or two numerals, no rule below applies
+_NUMERALS = '零一二三四五六七八九十百千万亿两幺'
+_ANY_RULE = re.compile(f'[〇两元块早号克米刻]|[点到分{_NUMERALS}][{_NUMERALS}]')   # without one, no rule below applies
+
+def _kilo(m: re.Match) -> str:
+    "千克 -> 公斤, 千米 -> 公里, unless 千 may be the number's (一万五千克: 15,000 g, or 一万五 kg?)."
+    ambiguous = ('万' in m[1] or '亿' in m[1]) and ('点' in m[1] or spoken_value(m[1] + '千') is not None)
+    return m[0] if ambiguous else m[1] + ('公斤' if m[2] == '克' else '公里')
 
 def _amount(m: re.Match) -> str: return m[1] + '点' + (m[2] + (m[3] or '') if m[2] else '零' + m[4]) + '元'
 
@@ -422,8 +431,9 @@ def _scaled_range(m: re.Match) -> str:
 def _decimal_scale(m: re.Match) -> str:
     "一点二万 -> 一万二千: a decimal of 万 or 亿 as the whole number it is."
     whole, size = spoken_value(m[1]), 10 ** 8 if m[3] == '亿' else 10 ** 4
-    return m[0] if whole is None else cardinal(whole * size + int(''.join(str(_VALUE[c]) for c in m[2]))
-                                               * size // 10 ** len(m[2]))
+    frac = int(''.join(str(_VALUE[c]) for c in m[2])) * size // 10 ** len(m[2])
+    value = None if whole is None else whole * size + frac
+    return m[0] if value is None or value >= 10 ** 12 else cardinal(value)
 
 @functools.lru_cache(maxsize=1 << 16)
 def _spelled(run: str) -> str:
@@ -431,38 +441,44 @@ def _spelled(run: str) -> str:
     v = None if len(run) < 2 or run[0] == '零' else spoken_value(run)
     return run if v is None or v >= 10 ** 12 else cardinal(v)
 
+def _values(s: str) -> str:
+    "Every spoken cardinal (and decimal of 万 or 亿) in one spelling."
+    while ('万' in s or '亿' in s) and s != (t := _DECIMAL_SCALE.sub(_decimal_scale, s)): s = t
+    return _CARDINAL_RUN.sub(lambda m: _spelled(m[0]), s)
+
 def canonical_numbers(text: str) -> str:
     "One spelling for spoken numbers that mean the same: values (两千零十), ranges, money, %, a.m., units, 点Y分..."
-    numeric = _TWO_NUMERALS.search(text)
-    if not numeric and not _RULE_CHAR.search(text): return text
+    if not _ANY_RULE.search(text): return text
     s = text.replace('〇', '零') if '〇' in text else text
     if '幺' in s: s = _YAO.sub('一', s)
-    if s is not text: numeric = _TWO_NUMERALS.search(s)
-    if numeric: s = approximate_ranges(s)
+    if '点' in s: s = _HALF_HOUR.sub('点半', _CLOCK_MINUTES.sub(r'点\1', s))
+    if '刻' in s: s = s.replace('点一刻', '点十五').replace('点三刻', '点四十五')
+    if '千克' in s or '千米' in s: s = _KILO.sub(_kilo, s)
+    if numeric := _TWO_NUMERALS.search(s):
+        s = _values(s)
+        if '千克' in s or '千米' in s: s = _KILO.sub(_kilo, s)   # again: 一万五米 is now 一万五千米
+        if (about := approximate_ranges(s)) != s: s = _values(about)
     if '两' in s: s = _LIANG.sub('二', s)
     if '元' in s or '块' in s: s = _AMOUNT.sub(_amount, s)
     if '百分' in s: s = _PERCENT_SAID.sub('百分之', s).replace('百分之负', '负百分之')
     if '早' in s: s = _MORNING.sub('上午', s)
     if '号' in s: s = _DAY_NUMBER.sub(r'\1日', s)
-    if '公斤' in s or '千米' in s or '平米' in s: s = _UNIT_WORD.sub(lambda m: _UNIT_WORDS[m[0]], s)
+    if '平米' in s: s = s.replace('平米', '平方米')
     if '到' in s:
-        s = _SCALED_RANGE.sub(_scaled_range, _SHARED_UNIT.sub(r'\1到\3\2', s))
-        if '百分之' in s: s = _PERCENT_RANGE_SAID.sub(r'百分之\1到百分之', s)
-    if numeric:
-        if '万' in s or '亿' in s: s = _DECIMAL_SCALE.sub(_decimal_scale, s)
-        s = _CARDINAL_RUN.sub(lambda m: _spelled(m[0]), s)
-    if '点' in s: s = _HALF_HOUR.sub('点半', _MINUTES.sub(r'点\1', s))
-    if '刻' in s: s = s.replace('点一刻', '点十五').replace('点三刻', '点四十五')
-    if '年代' in s: s = _DECADE.sub(r'\1零年代', s)
+        s = _SHARED_UNIT.sub(r'\1到\3\2', s)
+        while s != (t := _SCALED_RANGE.sub(_scaled_range, s)): s = t   # 一到五到七万
+        while '百分之' in s and s != (t := _PERCENT_RANGE_SAID.sub(r'百分之\1到百分之', s)): s = t   # 百分之三到四到五
+    if numeric and '年代' in s: s = _DECADE.sub(r'\1零年代', s)
     if '百分之一百' in s: s = _ALL_OF_IT.sub('百分之百', s)
     return s
 
-# %% ../nbs/39_score.ipynb #51467991
-_UNREAD_SEPARATOR = re.compile(r'(?<=\d)([./:~-])(?=\d)')
+# %% ../nbs/39_score.ipynb #b965bd55
+_UNREAD_SEPARATOR = re.compile(rf'((?<=\d)\W+(?=\d|(?!千[克米])[{_NUMERALS}])|(?<=[{_NUMERALS}])\W+(?=\d))')
 
 def _spaces_out_but_unread(s: str) -> str:
-    "`_spaces_out`, but a separator between two digits (of a number left as written) kept: 05/11/2024 stays."
-    return ''.join(p if i % 2 else _spaces_out(p) for i, p in enumerate(_UNREAD_SEPARATOR.split(s)))
+    "`_spaces_out`, but what parts a digit (of a number left as written) from a digit or a numeral kept: 05/11/2024."
+    pieces = _UNREAD_SEPARATOR.split(s)   # text, kept separator, text, ...; a kept one without its spaces, or one space
+    return ''.join((''.join(p.split()) or ' ') if i % 2 else _spaces_out(p) for i, p in enumerate(pieces))
 
 def normalise_fa8k_v3(text: str) -> str:
     "`text` as fa8k-v3 scores it: NFKC, no tags, simplified, number expressions read whole, case-folded, canonical."
@@ -553,15 +569,16 @@ NORMALISATIONS = {
                    'a.m./p.m.): cardinals, decimals, clock times, dates, fractions, ranges (15-6 as 15 or 16; - '
                    'downwards or before = a subtraction), 4-digit years and 2-digit discounts digit by digit, Latin '
                    'units in Chinese (g, G, M, GB stay letters); an expression with no reading is left as written',
-        'spaces': "removed, except one space between two Latin words and a separator between two digits (a number "
-                  "left as written)",
-        'canonical': '〇 -> 零, 幺 -> 一 next to a numeral; approximate numbers as ranges (三四万 -> 三万到四万, 十五六 -> '
-                     '十五到十六, 两三天 -> 二到三天); 两 -> 二 as a numeral; money (二十五元三毛, 五块八 -> 二十五点三元, '
-                     '五点八元); 百分三十 -> 百分之三十, 百分之负 -> 负百分之; 早上 before a time -> 上午; 月X号 -> 月X日; '
-                     '公斤 -> 千克, 千米 -> 公里, 平米 -> 平方米; ranges: a unit said on both ends said once, a scale of '
-                     'the second end on the smaller first, 百分之A到B -> 百分之A到百分之B; 一点二万 -> 一万二千; every '
-                     'spoken cardinal written from its value (两千零十 -> 二千零一十, 一千五 -> 一千五百); X点Y分 -> X点Y, '
-                     '点三十 -> 点半, 点一刻/点三刻 -> 点十五/点四十五; 九十年代 -> 九零年代; 百分之一百 -> 百分之百'},
+        'spaces': "removed, except one space between two Latin words, and what parts a digit of a number left as "
+                  "written from a digit or a numeral",
+        'canonical': '〇 -> 零, 幺 -> 一 next to a numeral; X点Y分 -> X点Y, 点三十 -> 点半, 点一刻/点三刻 -> 点十五/点四十五; '
+                     '千克 -> 公斤, 千米 -> 公里 (not where 千 may belong to the number: 一万五千克); 一点二万 -> 一万二千 '
+                     '(not after 上午, 下午...); every spoken cardinal written from its value (两千零十 -> 二千零一十, '
+                     '一千五 -> 一千五百); approximate numbers as ranges (三四万 -> 三万到四万, 十五六 -> 十五到十六, 两三天 -> '
+                     '二到三天); 两 -> 二 as a numeral; money (二十五元三毛, 五块八 -> 二十五点三元, 五点八元); 百分三十 -> '
+                     '百分之三十, 百分之负 -> 负百分之; 早上 before a time -> 上午; 月X号 -> 月X日; 平米 -> 平方米; ranges: a '
+                     'unit said on both ends said once, a scale of the second end on the smaller first, 百分之A到B -> '
+                     '百分之A到百分之B; 九十年代 -> 九零年代; 百分之一百 -> 百分之百'},
     'fa8k-v2': {
         'order': ['nfkc', 'tags', 'script', 'numbers', 'case', 'punctuation', 'spaces', 'canonical'],
         **_COMMON,
