@@ -6,9 +6,10 @@ import jieba
 import numpy as np
 import pytest
 from conftest import cli
-from fun_asr_8k.score import (NORMALISERS, align_counts, fun_asr_line, funasr_tool, normalise, numeric_pairs, score,
-                              sclite_alignment, units, words)
-from fun_asr_8k.sentences import SENTENCES
+from fun_asr_8k.data import CorpusSpec, plan_corpus
+from fun_asr_8k.score import (NORMALISERS, align_counts, fun_asr_line, funasr_tool, normalise, numeric_pairs,
+                              read_results, score, sclite_alignment, units, words)
+from fun_asr_8k.sentences import KEYWORDS, SENTENCES
 from fun_asr_8k.sentences import test_sentences as held_out_sentences
 
 RESULTS = [dict(key='u1', ref='我想办理流量套餐', hyp='我想办理留量套餐'),           # 流量 missed: S
@@ -36,7 +37,7 @@ def test_cli_end_to_end(tmp_path):
     m = json.loads(out.read_text())
     assert {'cer', 'wer', 'kwer', 'u_cer', 'keyword_recall', 'keyword_precision', 'keyword_f1', 'counts',
             'normalisation', 'n_utterances', 'per_keyword', 'cer_ci95', 'kwer_ci95'} <= set(m)
-    assert m['normaliser'] == 'fa8k-v2' and 'normaliser fa8k-v2' in r.stdout
+    assert m['normaliser'] == 'fa8k-v3' and 'normaliser fa8k-v3' in r.stdout
     # by hand: 8 + 12 + 7 + 6 = 33 reference characters; 1 S (留), 2 D (流量), 2 I (套餐)
     assert m['counts']['char'] == dict(N=33, C=30, S=1, D=2, I=2)
     assert m['cer'] == pytest.approx(5 / 33)
@@ -84,7 +85,7 @@ def test_missing_files_and_bad_keywords(tmp_path):
     r = fa8k_score('--results', res, '--n_boot', -5)
     assert r.returncode == 2 and '--n_boot -5: a number of resamples cannot be negative' in r.stderr
     r = fa8k_score('--results', res, '--normaliser', 'jieba')
-    assert r.returncode == 2 and "normaliser 'jieba' is not one of: fa8k-v2, fa8k-v1, fun-asr" in r.stderr
+    assert r.returncode == 2 and "normaliser 'jieba' is not one of: fa8k-v3, fa8k-v2, fa8k-v1, fun-asr" in r.stderr
     kw.write_text('流量\n\n# comment\n？！\n')
     r = fa8k_score('--results', res, '--keywords', kw)
     assert r.returncode == 2 and f"{kw}:4: keyword '？！' is empty once normalised" in r.stderr
@@ -156,7 +157,7 @@ def test_normaliser_is_chosen_and_recorded(tmp_path):
         m = json.loads(out.read_text())
         assert m['normaliser'] == name and m['normalisation']['order'] and f'normaliser {name}' in r.stdout
         cer[name] = m['cer']
-    assert cer == {'fa8k-v2': 0, 'fa8k-v1': pytest.approx(2 / 10), 'fun-asr': pytest.approx(1 / 13)}
+    assert cer == {'fa8k-v3': 0, 'fa8k-v2': 0, 'fa8k-v1': pytest.approx(2 / 10), 'fun-asr': pytest.approx(1 / 13)}
 
 def test_fun_asr_is_fun_asrs_own_script(tmp_path):
     "`fun_asr_line` writes what Fun-ASR's shipped tools/whisper_mix_normalize.py writes, line by line."
@@ -206,3 +207,22 @@ def test_numeric_set_normalised_agrees_with_sclite(tmp_path, normaliser):
     pairs += [(a, b) for a, b in zip(sents, sents[1:])]        # unrelated sentences: many errors of every kind
     toks = [[units(normalise(text, normaliser)) for text in p] for p in pairs]
     assert_sclite_agrees(tmp_path, toks)
+
+SMOKE_RESULTS = Path(__file__).parent.parent / 'reports' / 'smoke' / 'infer'
+NUMERALS = '零一二三四五六七八九十百千万亿两幺'
+BESIDE = re.compile(f'[0-9][{NUMERALS}]|[{NUMERALS}][0-9]')   # a digit beside a Chinese numeral
+
+def corpus_lines() -> list[str]:
+    "The smoke corpus (every line, not spoken), its test sets, the keywords, the numeric set, the demo's transcripts."
+    lines = [u['text'] for u in plan_corpus(CorpusSpec())] + smoke_sentences() + KEYWORDS
+    lines += [p[k] for p in numeric_pairs() for k in ('written', 'spoken')]
+    return lines + [t for f in sorted(SMOKE_RESULTS.glob('*/*/results.jsonl')) for u in read_results(f)
+                    for t in (u['ref'], u['hyp'])]
+
+def test_fa8k_v3_is_idempotent_and_puts_no_digit_beside_a_numeral_it_made():
+    lines = corpus_lines()
+    assert len(lines) > 8000 and sum(bool(re.search('[0-9]', t)) for t in lines) > 300
+    once = [normalise(t, 'fa8k-v3') for t in lines]
+    assert [(t, o) for t, o in zip(lines, once) if normalise(o, 'fa8k-v3') != o] == []
+    made = [(t, o) for t, o in zip(lines, once) if BESIDE.search(o) and not BESIDE.search(t)]
+    assert made == []
