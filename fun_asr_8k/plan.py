@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['DATA_SETS', 'OPTIONAL_SPLITS', 'STAGES', 'STAGE_ORDER', 'FREEZE_PLANS', 'LORA', 'REPLAY_DATA', 'STAGE_CHECKS',
-           'SETTINGS', 'SCALES', 'DEV_UTTS', 'LR_RULES', 'EXPECT', 'PLAN_TARGETS', 'PLAN_FIGURES', 'RESPONSES',
-           'NOT_CONVERGING', 'SMOKE_TARGETS', 'CALL_KEYWORDS', 'RELEASED_TINY', 'EVAL_SETS', 'RUNS', 'scaled_lr',
-           'scaled_warmup', 'token_batching', 'smoke_target', 'target_met', 'plan_table', 'data_file', 'exp_dir',
-           'stage_dir', 'pointer_path', 'stage_checkpoints', 'gpu_list', 'gpu_devices', 'run_device', 'eval_set']
+           'SETTINGS', 'SCALES', 'WARMUP_WHY', 'PROJECT_CHOICES', 'DEV_UTTS', 'LR_RULES', 'EXPECT', 'PLAN_TARGETS',
+           'PLAN_FIGURES', 'RESPONSES', 'NOT_CONVERGING', 'SMOKE_TARGETS', 'CALL_KEYWORDS', 'RELEASED_TINY',
+           'EVAL_SETS', 'RUNS', 'scaled_lr', 'scaled_warmup', 'token_batching', 'smoke_target', 'target_met',
+           'plan_table', 'data_file', 'exp_dir', 'stage_dir', 'pointer_path', 'stage_checkpoints', 'gpu_list',
+           'gpu_devices', 'run_device', 'eval_set']
 
 # %% ../nbs/90_plan.ipynb #5f79883a
 import os
@@ -42,7 +43,8 @@ STAGES = {
                    after='stage2', trains=('llm.lora',))}
 STAGE_ORDER = tuple(STAGES)
 FREEZE_PLANS = {s: v['trains'] for s, v in STAGES.items()}
-# scale -> stage 3's peft LoRA: the plan's r=16 on q/v; the tiny LLM (2 layers, width 96) adapts through every
+# scale -> stage 3's peft LoRA: the plan's r=16 (~2 M); alpha 32, dropout 0.05 and q/v are the release's own
+# `llm_conf.lora_conf` (2.29 M trainable at full size); the tiny LLM (2 layers, width 96) adapts through every
 # linear layer (measured: q/v alone left its training loss at 5.8 after 3 epochs, every layer 3.9 after 4)
 LORA = {'full': dict(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=['q_proj', 'v_proj']),
         'smoke': dict(r=16, lora_alpha=32, lora_dropout=0.05,
@@ -76,6 +78,16 @@ SETTINGS = {  # (stage, scale) -> lr, batch_tokens, epochs, warmup, accum_grad, 
     ('stage3', 'smoke'): dict(lr=2e-3, batch_tokens=4000, epochs=3, warmup=50, accum_grad=1, early_stopping=0,
                               replay=1.5, hotwords=1.0, num_workers=0, save_every=0)}
 SCALES = ('smoke', 'full')
+# (stage, setting) -> why the project set a full-scale number the plan does not give (plan_table marks them *)
+WARMUP_WHY = 'the plan gives 1000 warm-up steps for stage 1 only (its risk table doubles them): the same here'
+PROJECT_CHOICES = {('stage2', 'warmup'): WARMUP_WHY, ('stage3', 'warmup'): WARMUP_WHY,
+                   ('stage3', 'early_stopping'): 'the plan says "early stopping" without a patience: 3 epochs',
+                   ('stage3', 'hotwords'): 'every call line again with the keyword list as hotwords: the organism '
+                                           'shows the list helps only a LoRA trained with it; doubles stage 3\'s '
+                                           'steps (-p hotwords 0: off)',
+                   **{(s, 'num_workers'): "FunASR's own recipe's 4 loader processes" for s in ('stage1', 'stage2', 'stage3')},
+                   **{(s, 'save_every'): "FunASR's recipe saves every 2,000 steps: a crash costs at most those"
+                      for s in ('stage1', 'stage2', 'stage3')}}
 # the project's: dev utterances decoded each epoch and for choosing the checkpoint (the full dev set: ~13,800)
 DEV_UTTS = {'smoke': 100, 'full': 2000}
 
@@ -169,23 +181,28 @@ def _target_text(stage: str) -> str:
     return ', '.join(f'{k.upper()} {rel}{pct} %' for k, (rel, pct) in PLAN_TARGETS[stage].items())
 
 def plan_table(stages=STAGE_ORDER, scales=SCALES) -> str:
-    "The plan's numbers as a Markdown table: one row per stage and scale."
-    head = ['stage', 'scale', 'data', 'trains', 'lr', 'batch tokens', 'epochs', 'warm-up', 'accum', 'early stop',
+    "The plan's numbers as a Markdown table: one row per stage and scale; * marks the project's choices (below it)."
+    head = ['stage', 'scale', 'data', 'trains', 'lr', 'batch tokens per GPU', 'epochs', 'warm-up', 'accum', 'early stop',
             'replay', 'hotword lists', 'loader workers', 'checkpoint every', 'the plan expects', 'telephone test targets']
     rows = []
     for s in stages:
         for scale in scales:
             if (s, scale) not in SETTINGS: continue
-            v = SETTINGS[(s, scale)]
+            v = {k: (f'{x}*' if scale == 'full' and (s, k) in PROJECT_CHOICES else x)
+                 for k, x in SETTINGS[(s, scale)].items()}
             rows.append([s, scale, STAGES[s]['data'], ' + '.join(STAGES[s]['trains']), f"{v['lr']:g}",
                          v['batch_tokens'], v['epochs'], v['warmup'], v['accum_grad'], v['early_stopping'] or 'off',
                          f"{v['replay']:g} x {REPLAY_DATA}" if v['replay'] else 'none',
-                         f"+{100 * v['hotwords']:g} % of own lines, with a list" if v['hotwords'] else 'none',
+                         f"+{100 * SETTINGS[(s, scale)]['hotwords']:g} % of own lines, with a list"
+                         + ('*' if str(v['hotwords']).endswith('*') else '') if SETTINGS[(s, scale)]['hotwords'] else 'none',
                          v['num_workers'], f"{v['save_every']} steps" if v['save_every'] else 'epoch',
                          EXPECT[s]['says'],
                          _target_text(s)])
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    return '\n'.join(lines + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows]) + '\n'
+    chosen = sorted({(k, why) for (s, k), why in PROJECT_CHOICES.items() if s in stages and 'full' in scales})
+    notes = ['', "\\* the project's, not the plan's (full scale; the smoke scale's numbers are all the organism's):"]
+    notes += [f'- {k}: {why}' for k, why in chosen]
+    return '\n'.join(lines + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows] + (notes if chosen else [])) + '\n'
 
 # %% ../nbs/90_plan.ipynb #2e0c3db0
 CALL_KEYWORDS = Path('data') / 'real_8k_telephone' / 'keywords.txt'   # in exp_output: the calls' keywords (Stage 0)

@@ -782,6 +782,10 @@ def train_worker_cli(config: str):   # a stage_config.yaml written by run_stage
     Fa8kTrainer.model_kwargs = dict(tokenizer=tables.tokenizer_classes[cfg['tokenizer']](**cfg['tokenizer_conf']),
                                     frontend=tables.frontend_classes[cfg['frontend']](**cfg['frontend_conf']))
     train_ds.Trainer = Fa8kTrainer
+    # the stage chooses its own checkpoint on dev CER (choose_checkpoint); funasr's closing average would torch.load
+    # every kept checkpoint whole, AdamW state included (4.8 GB each at full size), in this process at its peak, for
+    # a file the stage deletes unread
+    train_ds.average_checkpoints = lambda *args, **kwargs: None
     if not torch.cuda.is_available():   # funasr pins each DDP process to a GPU; gloo processes share the CPU
         torch.cuda.set_device = lambda device: None
     try: train_ds.main(**cfg)
@@ -1096,9 +1100,9 @@ def run_stage(p: StageParams) -> dict:
         respond(p, cfg, out, met)
     llm = saved_llm(out, inputs['init'], frozen=p.stage != 'baseline')   # before any checkpoint is dropped
     avg, choice = choose_checkpoint(p, cfg, out)
-    # funasr's own picks, which no stage hands on (the best epoch by dev loss, copied; the mean of the n best by dev
-    # loss): 4-5 GB each at full scale
-    for f in [out / 'model.pt.best', *out.glob('model.pt.avg[0-9]*')]: f.unlink(missing_ok=True)
+    # funasr's own pick, which no stage hands on (the best epoch by dev loss, copied: 4-5 GB at full scale); its
+    # closing mean of the n best is never made (train_worker_cli)
+    out.joinpath('model.pt.best').unlink(missing_ok=True)
     target = finalize_lora(p, cfg, avg) if p.stage == 'stage3' else avg
     # this process chose the checkpoint (and merged the LoRA): its peak memory beside the training process's
     choose_rss = peak_rss_mb()

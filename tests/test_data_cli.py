@@ -92,3 +92,22 @@ def test_kaldi_input(corpus, tmp_path):
     run('fa8k-prep', '--general', kal, '--telephone', corpus / 'telephone', '--out', tmp_path / 'exp', '--skip_bad',
         '--quiet')
     assert len((tmp_path / 'exp/data/simulated_8k_telephone/train_formatted.jsonl').read_text().splitlines()) == 24
+
+def test_a_failed_step0_stops_fa8k_run_before_stage0_writes(corpus, tmp_path):
+    "The plan's gate: Step 0 on 10 samples runs before Stage 0's hours, and its failure stops the run, named."
+    import shutil
+    from fun_asr_8k.plan import RELEASED_TINY
+    broken = tmp_path / 'corpus'
+    shutil.copytree(corpus, broken)
+    neutral = broken / 'telephone' / 'audio_neutral.jsonl'
+    lines = [json.loads(l) for l in neutral.read_text().splitlines()[:12] if l.startswith('{')]
+    # every call line's audio gone: nothing of the telephone set can be read
+    neutral.write_text(''.join(json.dumps(dict(d, source=f"gone/{d['key']}.wav"), ensure_ascii=False) + '\n'
+                               for d in lines))
+    r = subprocess.run([cli('fa8k-run'), '0', '0', '--scale', 'full', '--model_dir', RELEASED_TINY, '--general_dir',
+                        broken / 'general', '--telephone_dir', broken / 'telephone', '--run_id', 's0'],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    assert 'Step 0 failed' in r.stderr and 'telephone set readable' in r.stderr, r.stderr[-3000:]
+    written = [p for p in (tmp_path / 'exp_output').rglob('*') if p.is_file()]
+    assert not written, f'Stage 0 wrote {written[:5]} after Step 0 failed'

@@ -18,4 +18,12 @@ def test_the_full_size_stand_in_goes_through_every_stage(tmp_path):
     assert by['stage2']['changed'] == ['audio_adaptor', 'ctc', 'ctc_decoder']
     assert all(s['stock']['model_class'] == 'FunASRNano' and s['stock']['ok'] for s in out['stages'])
     assert 800e6 < by['stage1']['total'] < 900e6 and 2e6 < by['stage3']['trainable'] < 3e6   # full size; LoRA q, v
-    print((tmp_path / 'reports' / 'rehearsal' / 'rehearsal.md').read_text())
+    md = (tmp_path / 'reports' / 'rehearsal' / 'rehearsal.md').read_text()
+    print(md)
+    # what training did, read back (one pass an epoch, the LLM in every checkpoint, prompts as decoded, the final LLM)
+    for part in ('epochs of one pass', "checkpoints holding the start's LLM", 'inputs trained as decoded',
+                 "the release's training keys"):
+        assert part in md, part
+    assert '**NO**' not in md and '**none**' not in md, md
+    mem = out['memory']   # every process of the run together, at once: it fits the 24 GiB machine it rehearses on
+    assert 0 < mem['total_mb'] <= 18 * 1024, f"peak {mem['total_mb']:,} MB of all processes together: {mem['roles']}"
