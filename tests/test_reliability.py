@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import cli, tree_bytes
+from conftest import cli, journaled, resumed, tree_bytes, written_wavs
 from fun_asr_8k.store import unwritable_folder
 
 def run(*args, check=True, env=None):
@@ -61,9 +61,9 @@ def test_a_killed_worker_stops_the_run_and_the_rerun_finishes(speech_manifest, t
     while victim is None and time.time() - t0 < 120 and p.poll() is None:
         ps = subprocess.run(['ps', '-ww', '-eo', 'pid,ppid,args'], capture_output=True, text=True).stdout.splitlines()
         kids = [int(l.split()[0]) for l in ps[1:] if int(l.split()[1]) == p.pid and 'spawn_main' in l]
-        journaled = sum(1 for _ in open(tmp_path / 'K/.journal/journal-0-of-1.jsonl')) if (
+        n_journaled = sum(1 for _ in open(tmp_path / 'K/.journal/journal-0-of-1.jsonl')) if (
             tmp_path / 'K/.journal/journal-0-of-1.jsonl').exists() else 0
-        if kids and journaled > 50: victim = kids[0]
+        if kids and n_journaled > 50: victim = kids[0]
         else: time.sleep(0.05)
     assert victim, 'no worker to kill: the run ended first'
     os.kill(victim, signal.SIGKILL)
@@ -72,8 +72,11 @@ def test_a_killed_worker_stops_the_run_and_the_rerun_finishes(speech_manifest, t
     assert not (tmp_path / 'K' / 'report.json').exists()
     skipped = [json.loads(l) for l in open(tmp_path / 'K/.journal/journal-0-of-1.jsonl') if '"skipped"' in l]
     assert not skipped, 'a killed worker must not be recorded as a fault of the data'
+    before = journaled(tmp_path / 'K')
+    wavs = written_wavs(before)
     run('fa8k-simulate', m, tmp_path / 'K', '--workers', '2', '--quiet', '--snr_db', 'off')
     assert json.loads((tmp_path / 'K' / 'report.json').read_text())['n_written'] == 3000
+    resumed(tmp_path / 'K', before, wavs, 3000)   # the rerun did only what was left
 
 @pytest.fixture
 def tmpfs(tmp_path):
@@ -89,10 +92,13 @@ def test_a_full_disk_stops_the_run_and_the_rerun_finishes(speech_manifest, tmp_p
     r = run('fa8k-simulate', m, tmpfs / 'out', '--quiet', check=False)
     assert r.returncode == 1 and 'No space left on device' in r.stderr and 'fault of the machine' in r.stderr, r.stderr
     assert 'Traceback' not in r.stderr and str(tmpfs / 'out') in r.stderr
+    before = journaled(tmpfs / 'out')
+    wavs = written_wavs(before)
     subprocess.run(['mount', '-o', 'remount,size=64m', str(tmpfs)], check=True)
     r = run('fa8k-simulate', m, tmpfs / 'out', '--quiet')
     report = json.loads((tmpfs / 'out' / 'report.json').read_text())
     assert (report['n_written'], report['n_skipped']) == (48, 0), report['skipped_by_reason']
+    resumed(tmpfs / 'out', before, wavs, 48)   # what fitted on the disk was kept
 
 def test_setting_errors_come_first_and_leave_nothing(speech_manifest, tmp_path):
     one = tmp_path / 'one.jsonl'
