@@ -476,13 +476,18 @@ def _readable(manifest: Path, sample: Path, n: int, sr: int) -> tuple[bool, str]
         try: read_audio(it.source, sr); ok += 1
         except AudioError as e: faults[e.reason] = faults.get(e.reason, 0) + 1
     if bad: faults['bad_line'] = len(bad)
-    detail = f'{ok}/{n} read at {sr} Hz' + (f'; Stage 0 will drop {faults}' if faults else '')
-    return ok > 0, detail + (f'; first bad line: {bad[0][1]}' if bad else '')
+    sampled = ok + sum(faults.values())
+    detail = f'{ok}/{sampled} read at {sr} Hz' + (f'; Stage 0 will drop {faults}' if faults else '')
+    # the sample holds the manifest's first lines: a line is named where the user can open it
+    first = bad[0][1].replace(str(sample), str(manifest)) if bad else ''
+    return ok > 0, detail + (f'; first bad line: {first}' if bad else '')
 
 # %% ../nbs/01_data_prep.ipynb #0533578c
 def _step0(general_dir, telephone_dir, n: int, work: Path) -> list[tuple[str, bool, str]]:
     checks, res = [], {}
-    def check(name, fn):
+    def check(name, fn, needs=()):
+        if failed := [c for c, ok, _ in checks if c in needs and not ok]:   # said once, where it failed
+            checks.append((name, False, f"not run: {' and '.join(failed)} failed")); return False
         try: ok, detail = fn()
         except Exception as e: ok, detail = False, f'{type(e).__name__}: {e}'
         checks.append((name, ok, detail)); return ok
@@ -495,19 +500,19 @@ def _step0(general_dir, telephone_dir, n: int, work: Path) -> list[tuple[str, bo
         n_wav = len(list((work / 'sim' / 'channel' / 'wav').rglob('*.wav')))
         dropped = res['sim']['dropped_by_reason'] or 'none dropped'
         return n_wav > 0, f"{n_wav} utterances through the channel ({dropped})"
-    check('simulation runs', simulation)
+    check('simulation runs', simulation, needs=('general set readable',))
     def conversion():
         res['real'] = prep_real(work / 'audio_neutral.sample.jsonl', work / 'real', work / 'real_formatted.jsonl',
                                 skip_bad=True, progress=False)
         k = [r['n_kept'] for r in (res.get('sim'), res['real']) if r]
         detail = f"formatted {k} lines (simulated, real); real dropped {res['real']['dropped_by_reason']}"
         return all(k) and len(k) == 2, detail
-    check('format conversion works', conversion)
+    check('format conversion works', conversion, needs=('telephone set readable', 'simulation runs'))
     def validates():
         problems = sum((validate_formatted(work / f) for f in ('sim_formatted.jsonl', 'real_formatted.jsonl')), [])
         fine = "both formatted files valid (schema, audio, lengths, funasr's FunASR loader)"
         return not problems, '; '.join(problems[:5]) or fine
-    check('output validates', validates)
+    check('output validates', validates, needs=('format conversion works',))
     return checks
 
 def check_data(general_dir, telephone_dir, n: int = 10, work_dir=None) -> list[tuple[str, bool, str]]:
@@ -523,7 +528,7 @@ def step0(general_dir, telephone_dir, n: int = 10) -> list[tuple[str, bool, str]
     checks = check_data(general_dir, telephone_dir, n)
     for name, ok, detail in checks: print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
     if failed := [f'{name}: {detail}' for name, ok, detail in checks if not ok]:
-        raise Step0Failed(f'Step 0 failed on {n} samples of each set, so Stage 0 did not start: ' + '; '.join(failed))
+        raise Step0Failed(f'Step 0 failed on the first {n} lines of each set, so Stage 0 did not start: ' + '; '.join(failed))
     return checks
 
 

@@ -31,6 +31,35 @@ def speech_manifest(tmp_path_factory) -> Path:
     (d / 'manifest.jsonl').write_text('\n'.join(lines) + '\n')
     return d / 'manifest.jsonl'
 
+def journaled(folder: Path) -> dict[Path, list[bytes]]:
+    "The finished records of every journal under `folder` (a run's, or Stage 0's, one a split), each line's bytes."
+    return {j: [l for l in j.read_bytes().splitlines(keepends=True) if l.endswith(b'\n')]   # a torn last line left out
+            for j in sorted(folder.rglob('journal-*.jsonl')) if j.parent.name == '.journal'}
+
+def written_wavs(journals: dict) -> dict[Path, tuple[int, int]]:
+    "Inode and modification time of the wav of each item `journals` record as written."
+    from fun_asr_8k.manifest import output_wav_path
+    wavs = [output_wav_path(j.parent.parent, r['key']) for j, lines in journals.items() for r in map(json.loads, lines)
+            if r['status'] == 'ok']
+    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in wavs}
+
+def resumed(folder: Path, before: dict, wavs_before: dict, total: int) -> int:
+    """After the rerun of a run killed in `folder`, that it did only what was left: it kept the records journaled
+    before it (`before`) and the wavs they name (`wavs_before`), and journaled each other item once, `total` in all.
+    The number of items it did (the lines it appended): `total` less those done before, fewer than `total`."""
+    n_before, after = sum(map(len, before.values())), journaled(folder)
+    assert 0 < n_before < total, f'{n_before} of {total} done before the rerun: the test left nothing to resume'
+    for j, lines in before.items():
+        assert after.get(j, [])[:len(lines)] == lines, f'{j}: the rerun did not keep the records journaled before it'
+    for d in {j.parent for j in after}:
+        lines = [json.loads(l)['line'] for j in after if j.parent == d for l in after[j]]
+        assert len(lines) == len(set(lines)), f'{d}: an item journaled twice'
+    n_after = sum(map(len, after.values()))
+    assert n_after == total, f'{n_after} items journaled, expected {total}'
+    redone = [p for p, s in wavs_before.items() if (p.stat().st_ino, p.stat().st_mtime_ns) != s]
+    assert not redone, f'the rerun wrote again {len(redone)} of the {len(wavs_before)} wavs done before it: {redone[0]}'
+    return n_after - n_before
+
 def tree_bytes(d: Path) -> dict:
     "Every output file under `d` (journals excluded) with its bytes."
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob('*'))

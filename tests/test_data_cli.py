@@ -2,7 +2,7 @@
 import json, os, random, signal, subprocess, time
 from pathlib import Path
 import pytest
-from conftest import cli, tree_bytes
+from conftest import cli, journaled, resumed, tree_bytes, written_wavs
 
 SIZES = ['--general_train', '24', '--general_dev', '8', '--general_test', '8', '--tel_train', '30', '--tel_dev', '12',
          '--tel_test', '8']
@@ -66,17 +66,27 @@ def test_stage0_names_every_planted_fault(corpus, tmp_path):
     assert line['messages'][1]['content'].startswith('语音转写：<|startofspeech|>!/') and line['speech_length'] > 0
 
 def test_stage0_kill9_and_resume_gives_same_bytes(corpus, tmp_path):
+    ("Kill -9 four times, the last when about two thirds of the utterances are journaled, then finish: the rerun "
+     "does only what was left, and the bytes are those of a run never killed.")
     args = ['--general', corpus / 'general', '--telephone', corpus / 'telephone', '--skip_bad', '--quiet',
             '--workers', '2']
     run('fa8k-prep', *args, '--out', tmp_path / 'ref')
+    total = sum(map(len, journaled(tmp_path / 'ref').values()))
     out, rng, kills = tmp_path / 'killed', random.Random(1), 0
-    for _ in range(4):
+    # in start-up, then with a fifth, two fifths and two thirds of the utterances journaled (in every set's turn)
+    for target in (0, total // 5, 2 * total // 5, 2 * total // 3):
         p = subprocess.Popen([cli('fa8k-prep'), *map(str, args), '--out', str(out)], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(rng.uniform(1.0, 4.0))
+        t0 = time.time()
+        while p.poll() is None and time.time() - t0 < 120 and sum(map(len, journaled(out).values())) < target:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.05))
         if p.poll() is None: os.killpg(p.pid, signal.SIGKILL); p.wait(); kills += 1
-    assert kills >= 2
+    assert kills == 4, f'only {kills} kills landed before the run finished'
+    before = journaled(out)
+    wavs = written_wavs(before)
     run('fa8k-prep', *args, '--out', out)
+    resumed(out, before, wavs, total)   # the rerun did only what was left
     a, b = tree_bytes(tmp_path / 'ref'), tree_bytes(out)
     assert a.keys() == b.keys()
     for k in a:
