@@ -81,7 +81,7 @@ def speakers_of(tracks: list, channels: str = 'agent,customer') -> tuple[list[np
 @dataclass(frozen=True)
 class VadConfig:
     "Silero VAD's settings and the segments' limits."
-    threshold: float = 0.7            # a 32 ms frame is speech above this probability (chosen on the dev calls)
+    threshold: float = 0.9            # a 32 ms frame is speech above this probability (chosen on the dev calls)
     min_speech_s: float = 0.25        # shorter speech is dropped
     min_silence_s: float = 0.3        # a pause this long ends a segment
     max_segment_s: float = PrepLimits().max_seconds   # decoded audio at most this long (the plan's 30 s)
@@ -105,11 +105,12 @@ def speech_probs(tracks: list[np.ndarray], piece_s: float = 30.0, warm_s: float 
         n = -(-len(x) // W)
         xp = np.pad(np.asarray(x, np.float32), (nwarm * W, (n + nw) * W - len(x)))
         for k in range(0, n, nw): streams.append(xp[k * W:(k + nwarm + nw) * W]); where.append((i, k))
-    s, model = torch.from_numpy(np.stack(streams)), silero()
-    model.reset_states()
-    with torch.no_grad(): p = torch.cat([model(s[:, j:j + W], SR_WIDE) for j in range(0, s.shape[1], W)], 1).numpy()
-    out = [np.zeros(-(-len(x) // W), np.float32) for x in tracks]
-    for (i, k), q in zip(where, p): out[i][k:k + nw] = q[nwarm:nwarm + len(out[i]) - k]
+    out, model = [np.zeros(-(-len(x) // W), np.float32) for x in tracks], silero()
+    for g in range(0, len(streams), 64):   # 64 pieces at a time: a 2-hour call holds 480
+        s = torch.from_numpy(np.stack(streams[g:g + 64]))
+        model.reset_states()
+        with torch.no_grad(): p = torch.cat([model(s[:, j:j + W], SR_WIDE) for j in range(0, s.shape[1], W)], 1)
+        for (i, k), q in zip(where[g:g + 64], p.numpy()): out[i][k:k + nw] = q[nwarm:nwarm + len(out[i]) - k]
     return out
 
 def speech_regions(tracks: list[np.ndarray], cfg: VadConfig = VadConfig()) -> list[list[tuple[float, float]]]:
@@ -143,7 +144,7 @@ def bounded(tokenizer, text: str, seconds: float, max_length: int = 512) -> tupl
     return tokenizer.decode(ids[:budget]), [dict(guard='token_budget', tokens=len(ids), budget=budget)]
 
 # %% ../nbs/45_transcribe.ipynb #9a70a589
-MIN_SPEECH_DB = 12.0   # how far above the channel's noise floor a segment's loud frames must rise to hold speech
+MIN_SPEECH_DB = 15.0   # how far above the channel's noise floor a segment's loud frames must rise to hold speech
 
 def frame_db(x: np.ndarray, hop: int = 160, win: int = 400) -> np.ndarray:
     "Level of each 25 ms frame, 10 ms apart, in dB full scale (floored at -100)."
@@ -536,8 +537,9 @@ def plot_call(source, turns: list[dict], truth: dict | None = None, span: tuple 
         for t in (t for t in turns if t['speaker'] in (name, 'mix', 'mono') and t['end'] > a and t['start'] < b):
             ax.add_patch(plt.Rectangle((t['start'], -top), t['end'] - t['start'], 2 * top, fill=False, ec='C3', lw=1))
             if t['chars'] and span:
-                for ch in t['chars']:
-                    if a <= ch['start'] <= b: ax.text(ch['start'], 0.6 * top, ch['char'], fontsize=9, fontfamily=font)
+                for k, ch in enumerate(t['chars']):   # two rows, so that neighbours do not overlap
+                    if a <= ch['start'] <= b:
+                        ax.text(ch['start'], (0.75 - 0.15 * (k % 2)) * top, ch['char'], fontsize=9, fontfamily=font)
             elif t['text']:
                 ax.text(t['start'], 0.75 * top, t['text'][:24 if span else 6], fontsize=8, fontfamily=font,
                         clip_on=True)
