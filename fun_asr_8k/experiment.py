@@ -314,6 +314,10 @@ def run_experiment(start: int, stop: int, scale: str = 'smoke', run_id: str | No
                 beside.submit(f'decode {AHEAD[stage]}', 'fun_asr_8k.evaluate:decode_ahead', optional=True,
                               stage=AHEAD[stage], exp_output=str(cwd / exp_output), run_dir=str(run_dir / 'infer'),
                               model_dir=model_dir, device='cpu', progress=False, **EVAL_OPTS)
+            if ahead and stage == 0:   # the released model on the long calls (40_eval transcribes the rest)
+                beside.submit('transcribe baseline long calls', 'fun_asr_8k.evaluate:evaluate_long_calls',
+                              optional=True, stage='baseline', exp_output=str(cwd / exp_output),
+                              run_dir=str(run_dir / 'infer'), model_dir=model_dir, batch=EVAL_OPTS['batch'], threads=1)
     finally: run['beside'] = beside.close()
     _beside_failed(beside)
     run['wall_s'].update({k: v['wall_s'] for k, v in run['beside'].items() if k in BESIDE})

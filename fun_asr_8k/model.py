@@ -203,7 +203,7 @@ def train_llm_tokenizer(texts: list[str], out_dir):
 
 # %% ../nbs/02_model.ipynb #b2e51eb3
 def tiny_config(model_dir: Path, llm_dir: Path, ctc_tokens: Path, ctc_vocab_size: int, t: dict = TINY) -> dict:
-    "config.yaml of the tiny model: the release's (FUN_ASR_NANO_2512) at tiny sizes, its own tokenizers, absolute paths."
+    "config.yaml of the tiny model: the release's (FUN_ASR_NANO_2512) at tiny sizes, its tokenizers, absolute paths."
     c = copy.deepcopy(FUN_ASR_NANO_2512)
     c['audio_encoder_conf'].update(output_size=t['encoder_dim'], attention_heads=2, linear_units=t['encoder_units'],
                                    num_blocks=t['encoder_blocks'], tp_blocks=t['encoder_tp_blocks'])

@@ -18,8 +18,8 @@ import yaml
 from fastcore.script import call_parse
 
 from .channel import BabblePool, resample
-from .data import (CorpusSpec, _manifest_line, _synthesize, make_corpus, plan_corpus, prep_clean, prep_real,
-                             prep_simulated)
+from .data import (CorpusSpec, corpus_manifest_line, make_corpus, plan_corpus, prep_clean, prep_real,
+                             prep_simulated, synthesize_utterance)
 from .evaluate import evaluate_stage, smoke_targets
 from .manifest import SR_NARROW, SR_WIDE
 from .model import configuration_json, file_path_metas, make_full_model, make_tiny_model
@@ -77,13 +77,13 @@ def _test_corpus(corpus: Path, spec: CorpusSpec, threads: int):
     with ThreadPoolExecutor(threads) as ex:
         def spoken(manifest, sr, pool=None, n=None):
             us = [u for u in plan if u['manifest'] == manifest][:n]
-            return list(ex.map(lambda u: _synthesize(u, path_of(u), sr, pool, spec.seed), us))
+            return list(ex.map(lambda u: synthesize_utterance(u, path_of(u), sr, pool, spec.seed), us))
         general, babble = spoken('test_net', SR_WIDE), spoken('train_M', SR_WIDE, n=TEL_BABBLE)
         pool = BabblePool({r['key']: resample(sf.read(r['source'], dtype='float32')[0], SR_WIDE, SR_NARROW)
                            for r in babble})
         calls = spoken('test', SR_NARROW, pool)
     for folder, manifest, recs in (('general', 'test_net', general), ('telephone', 'test', calls)):
-        write_atomic(corpus / folder / f'{manifest}.jsonl', '\n'.join(map(_manifest_line, recs)) + '\n')
+        write_atomic(corpus / folder / f'{manifest}.jsonl', '\n'.join(map(corpus_manifest_line, recs)) + '\n')
     write_atomic(corpus / 'telephone' / 'keywords.txt', '\n'.join(KEYWORDS) + '\n')
 
 def release_test_data(work, spec: CorpusSpec, threads: int = 2, progress: bool = False) -> dict:

@@ -391,7 +391,8 @@ def resume_checkpoint(self: Fa8kTrainer, model=None, optim=None, scheduler=None,
     if (lr_scale != 1.0 or warmup_scale != 1.0) and 'lr' in self.fa8k:   # the plan's response: set, not compounded
         peak = self.fa8k['lr'] * lr_scale
         scheduler.base_lrs = [peak for _ in scheduler.base_lrs]
-        if hasattr(scheduler, 'warmup_steps'): scheduler.warmup_steps = max(1, round(self.fa8k['warmup'] * warmup_scale))
+        if hasattr(scheduler, 'warmup_steps'):
+            scheduler.warmup_steps = max(1, round(self.fa8k['warmup'] * warmup_scale))
         for g, lr in zip(optim.param_groups, scheduler.get_lr()): g.update(lr=lr, initial_lr=peak)
     stop = patience_spent(self.val_loss_step_or_epoch, self.fa8k.get('early_stopping', 0))
     if stop: self.max_epoch = self.start_epoch   # it had stopped early: a rerun trains nothing more
@@ -718,7 +719,8 @@ def validate_epoch(self: Fa8kTrainer, model=None, dataloader_val=None, epoch=Non
                                             **kwargs)
     if kwargs.get('step_in_epoch') is not None: return
     if self.fault('stall', epoch):   # a rehearsed plateau: the epoch's dev loss no better than the worst so far
-        self.val_loss_step_or_epoch[f'model.pt.ep{epoch}'] = self.val_loss_avg = max(self.val_loss_step_or_epoch.values())
+        worst = max(self.val_loss_step_or_epoch.values())
+        self.val_loss_step_or_epoch[f'model.pt.ep{epoch}'] = self.val_loss_avg = worst
     ranks, keys = {}, self._pass['keys']
     if self.use_ddp and torch.distributed.is_initialized():   # every rank takes part
         digests, seen = [None] * self.world_size, [None] * self.world_size
@@ -972,7 +974,7 @@ def meta_model(cfg: dict, stage: str) -> torch.nn.Module:
     return apply_freeze_plan(m, stage)
 
 def disk_need(p: StageParams, cfg: dict) -> dict:
-    "Bytes a stage's folder holds at most: every epoch with AdamW's state, funasr's latest, a save in progress, the rest."
+    "Bytes a stage's folder holds at most: each epoch with AdamW's state, funasr's latest, a save under way, the rest."
     blocks = block_table(meta_model(cfg, p.stage))
     weights = 4 * sum(b['params'] for b in blocks)            # fp32 at most
     epoch = weights + 2 * 4 * sum(b['trainable'] for b in blocks)   # AdamW: two moments of what trains
@@ -1236,7 +1238,8 @@ def _checks(report: dict, effect: bool, learned: bool) -> dict:
     if learned and last['epoch'] > first['epoch']:
         assert drop > 0, f'{stage}: {key} did not fall ({first[key]} -> {last[key]})'
     start = (report.get('first_step') or {}).get(key.replace('train_', ''))   # the loss at the stage's first step
-    if learned and plan_drop and start and report.get('params', {}).get('scale') == 'full':   # the plan's numbers: full scale
+    # the plan's numbers: full scale
+    if learned and plan_drop and start and report.get('params', {}).get('scale') == 'full':
         fell = 1 - last[key] / start
         assert fell >= plan_drop, (f'{stage}: {key} fell {100 * fell:.1f} % from the first step ({start} -> '
                                    f'{last[key]}), the plan expects {100 * plan_drop:.0f} %+')
