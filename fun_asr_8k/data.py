@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import soundfile as sf
 from fastcore.script import call_parse
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .channel import PRESETS, BabblePool, missing_here, resample, rms, simulate, simulate_manifest, speak
 from .manifest import (SPEECH_RE, SR_NARROW, SR_WIDE, AudioError, ManifestError, ManifestTuples, audio_frames,

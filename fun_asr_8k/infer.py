@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 from fastcore.script import bool_arg, call_parse
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .channel import resample
 from .manifest import SR_WIDE, prompt_of, read_audio, read_test_set

@@ -5,12 +5,11 @@
 # %% auto #0
 __all__ = ['QWEN3_0_6B', 'FUN_ASR_NANO_2512', 'CTC_VOCAB', 'TINY', 'CHAT_TOKENS', 'funasr_fbank', 'FBANK_DEFAULTS',
            'FBANK_WINDOWS', 'MAX_CHARS_PER_S', 'BLOCKS', 'config_keys', 'input_size', 'ModelDirError',
-           'model_overrides', 'model_config', 'missing_keys_summarised', 'load_model', 'tokenizer_texts',
-           'train_llm_tokenizer', 'tiny_config', 'write_cmvn', 'file_path_metas', 'configuration_json',
-           'write_model_dir', 'make_tiny_model', 'FunASRNanoCTC', 'kaldi_mel_banks', 'kaldi_fbank', 'token_budget',
-           'decodable', 'decode', 'load_checkpoint', 'freeze_plan_config', 'block_table', 'apply_freeze_plan',
-           'write_tiktoken_vocab', 'full_config', 'qwen3_stand_in', 'make_full_model', 'full_size_model',
-           'speech_token_coverage', 'make_tiny_model_cli']
+           'model_overrides', 'model_config', 'funasr_quietly', 'load_model', 'tokenizer_texts', 'train_llm_tokenizer',
+           'tiny_config', 'write_cmvn', 'file_path_metas', 'configuration_json', 'write_model_dir', 'make_tiny_model',
+           'FunASRNanoCTC', 'kaldi_mel_banks', 'kaldi_fbank', 'token_budget', 'decodable', 'decode', 'load_checkpoint',
+           'freeze_plan_config', 'block_table', 'apply_freeze_plan', 'write_tiktoken_vocab', 'full_config',
+           'qwen3_stand_in', 'make_full_model', 'full_size_model', 'speech_token_coverage', 'make_tiny_model_cli']
 
 # %% ../nbs/02_model.ipynb #c90b7234
 import base64, copy, io, json, logging, math, re, sys, tempfile
@@ -159,10 +158,17 @@ def model_config(model_dir, **overrides) -> dict:
     return merged
 
 @contextmanager
-def missing_keys_summarised():
-    "funasr's 'Warning, miss key in ckpt' line, one per tensor a checkpoint lacks, counted by block into one line."
-    held, missing = io.StringIO(), {}
-    with redirect_stdout(held): yield
+def funasr_quietly():
+    "funasr building a model, its INFO lines held back and its 'miss key in ckpt' lines (one a tensor) counted by block."
+    # AutoModel configures the root logger at INFO when nothing has ('model is builded', 'scope_map: ...' at every
+    # load): configured here first, at the level it had, and held at WARNING while funasr builds
+    root = logging.getLogger()
+    if not root.handlers: logging.basicConfig(level=root.level)
+    level, held, missing = root.level, io.StringIO(), {}
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        with redirect_stdout(held): yield
+    finally: root.setLevel(level)
     for line in held.getvalue().splitlines():
         if m := re.match(r'Warning, miss key in ckpt: ([^.,]+)[^,]*, (.*)$', line):
             missing.setdefault(m[2], Counter())[m[1]] += 1
@@ -174,7 +180,7 @@ def missing_keys_summarised():
 def load_model(model_dir, device: str = 'cpu', **overrides):
     "A funasr `AutoModel` of a Fun-ASR-Nano directory (real or tiny), loaded offline; `overrides` may change the class."
     from funasr import AutoModel
-    with missing_keys_summarised(): return AutoModel(**model_config(model_dir, device=device, **overrides))
+    with funasr_quietly(): return AutoModel(**model_config(model_dir, device=device, **overrides))
 
 # %% ../nbs/02_model.ipynb #001e9bd4
 TINY = dict(encoder_dim=64, encoder_blocks=2, encoder_tp_blocks=1, encoder_units=128, adaptor_ffn=128, llm_hidden=96,
@@ -461,7 +467,7 @@ def load_checkpoint(path, device: str = 'cpu'):
     cfg.setdefault('model_conf', {})
     if cfg.get('peft_lora'):
         raise ValueError(f'{path}: a LoRA training checkpoint; load the merged model its stage wrote (final/model.pt)')
-    with missing_keys_summarised():
+    with funasr_quietly():
         return AutoModel(**{k: v for k, v in cfg.items() if k not in ('train_data_set_list', 'valid_data_set_list')})
 
 # %% ../nbs/02_model.ipynb #d6e54d70

@@ -16,7 +16,7 @@ from fastcore.script import call_parse
 from .data import CorpusSpec, make_corpus
 from .experiment import StageFailed, md_table, run_experiment
 from .manifest import read_manifest
-from .model import missing_keys_summarised
+from .model import funasr_quietly
 from .plan import FREEZE_PLANS, run_device, stage_dir
 from .store import TreeMemory, cli_errors, peak_rss_mb, write_atomic
 from .train import changed_blocks
@@ -52,7 +52,7 @@ def stock_loads(model_dir, checkpoint=None, device: str = 'cpu') -> dict:
     "Load `checkpoint` (default: the directory's own) with stock funasr: the class, tensors saved, left out, changed."
     from funasr import AutoModel
     ck = Path(checkpoint or Path(model_dir) / 'model.pt')
-    with missing_keys_summarised(): am = AutoModel(model=str(model_dir), init_param=str(ck), device=device,
+    with funasr_quietly(): am = AutoModel(model=str(model_dir), init_param=str(ck), device=device,
                                                    disable_update=True)
     own, saved = am.model.state_dict(), torch.load(ck, map_location='cpu', mmap=True)['state_dict']
     left = [k for k in saved if k not in own]
@@ -139,10 +139,14 @@ STAND_IN = ('import sys; from fun_asr_8k.release import make_full_stand_in; '
 ROLES = {'notebook kernel': 'ipykernel_launcher', 'training': ('fa8k-train-worker', 'torch.distributed.run'),
          'beside': 'fun_asr_8k.experiment import _low_priority'}
 
-# on the CPU the rehearsal fits a 24 GiB machine with a 4096-token batch and one loader process a training process;
-# measured on stage 1 (one epoch of 24 lines, the training process and its loaders, PSS; `TreeMemory`): the plan's
-# 8192 tokens and 4 loaders 24.0 GB, 8192 and none 17.1 GB, 4096 and none 13.6 GB, 4096 and one LOADER1 GB
-CPU_TRAINING = dict(batch_tokens=4096, num_workers=1)
+# on the CPU the rehearsal fits a 24 GiB machine with a 4096-token batch and no loader process. Measured on stage 1
+# (one epoch of 24 lines; the training process and its loaders by PSS, `TreeMemory`): the plan's 8192 tokens and 4
+# loaders 24.0 GB, 8192 and none 17.1 GB, 4096 and none 13.6 GB, 4096 and one 20.6 GB. On the CPU the model lives in
+# the training process's memory, and a loader is forked from it: every page an optimiser step writes is then copied
+# (stage 3 with one loader was killed for memory with the training process at 14.0 GB and its loader at 12.6 GB
+# resident). A loader started from a fork server would hold the dataset only, but funasr's registered dataset class
+# does not pickle. On GPUs the model is on the GPU and the plan's 4 loaders stay.
+CPU_TRAINING = dict(batch_tokens=4096, num_workers=0)
 
 def rehearse(work_dir, corpus=None, gpus: str = '', bf16: bool = False, nproc: int = 1, epochs: int = 2,
              dev_utts: int = 4, run_id: str = 'rehearsal', reports: str = 'reports', seed: int = 0,
@@ -196,7 +200,7 @@ def rehearse_cli(work_dir: str,               # corpus, stand-in model and exp_o
                  epochs: int = 2,             # epochs of every stage
                  dev_utts: int = 4,           # dev utterances decoded each epoch
                  batch_tokens: int = None,    # every stage's token batch a process (default: 4096 on the CPU)
-                 num_workers: int = None,     # loader processes a training process (default: 1 on the CPU)
+                 num_workers: int = None,     # loader processes a training process (default: none on the CPU)
                  run_id: str = 'rehearsal',   # reports/<run_id>/ gets the executed notebooks and rehearsal.md
                  reports: str = 'reports'):
     "Rehearse the full scale: the full-size stand-in release through every stage on a slice of the smoke corpus."

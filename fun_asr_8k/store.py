@@ -17,7 +17,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from fastcore.basics import patch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 # %% ../nbs/91_store.ipynb #209919be
 def write_atomic(path, data: bytes | str):

@@ -30,7 +30,7 @@ from funasr.register import tables
 
 from .manifest import SPEECH_RE, SR_WIDE, hotwords_of, read_audio, read_test_set, with_hotwords
 from .model import (apply_freeze_plan, block_table, config_keys, decodable, decode, freeze_plan_config,
-                              input_size, load_model, model_config, model_overrides, token_budget)
+                              funasr_quietly, input_size, load_model, model_config, model_overrides, token_budget)
 from .plan import (DATA_SETS, DEV_UTTS, EXPECT, FREEZE_PLANS, LORA, LR_RULES, RELEASED_TINY, REPLAY_DATA, SETTINGS,
                              gpu_devices, gpu_list, run_device, NOT_CONVERGING, RESPONSES,
                              STAGE_CHECKS, STAGES, data_file, plan_table, pointer_path, scaled_lr, scaled_warmup,
@@ -833,7 +833,7 @@ def trained_epochs(log: list[dict]) -> list[dict]:
 
 def _train(p: StageParams, cfg: dict, out: Path) -> int:
     "Run the worker until it ends, printing each finished epoch; its exit code."
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     config = out / 'stage_config.yaml'
     if p.node_rank:   # node 0 wrote it; this node keeps a log of its own
         log_path = out / f'funasr.node{p.node_rank}.log'
@@ -1319,7 +1319,8 @@ def stock_decodes(model_dir, items: list, device: str = 'cpu') -> list[dict]:
     "`items` decoded by stock funasr's AutoModel.generate and by the project's decoder, on the same loaded model."
     from funasr import AutoModel
     # dither off where funasr keeps it: its generate rebuilds the frontend from the configuration at every call
-    am = AutoModel(model=str(model_dir), device=device, disable_update=True, frontend_conf=dict(dither=0.0))
+    with funasr_quietly():
+        am = AutoModel(model=str(model_dir), device=device, disable_update=True, frontend_conf=dict(dither=0.0))
     am.model.ctc_decoder = None   # CTC timestamps need torchaudio
     out = []
     for it in items:

@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 import torch
 from fastcore.script import Param, bool_arg, call_parse
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .channel import resample
 from .data import PrepLimits
