@@ -91,8 +91,11 @@ def execute(notebook: str, out: Path, params: dict, cwd: Path, nice: int = 0) ->
     import papermill as pm
     t0 = time.time()
     low = dict(kernel_manager_class=_low_priority_kernels(nice)) if nice else {}
+    # the kernel's own log (ipykernel warns at every start that its local TCP sockets are not encrypted) is left out
+    # of the run's terminal; what the notebook's code prints or warns goes into the executed notebook as always
     try: pm.execute_notebook(str(NBS / f'{notebook}.ipynb'), str(out), parameters=params, kernel_name='python3',
-                             language='python', cwd=str(cwd), progress_bar=False, log_output=False, **low)
+                             language='python', cwd=str(cwd), progress_bar=False, log_output=False,
+                             extra_arguments=['--IPKernelApp.log_level=ERROR'], **low)
     except pm.PapermillExecutionError as e:
         raise StageFailed(f'{notebook} failed ({out}):\n{e.ename}: {e.evalue}') from None
     return round(time.time() - t0, 1)
