@@ -159,7 +159,7 @@ def model_config(model_dir, **overrides) -> dict:
 
 @contextmanager
 def funasr_quietly():
-    "funasr building a model, its INFO lines held back and its 'miss key in ckpt' lines (one a tensor) counted by block."
+    "funasr building a model: its INFO lines held back, its 'miss key in ckpt' lines (one a tensor) counted by block."
     # AutoModel configures the root logger at INFO when nothing has ('model is builded', 'scope_map: ...' at every
     # load): configured here first, at the level it had, and held at WARNING while funasr builds
     root = logging.getLogger()

@@ -1,6 +1,6 @@
 ("The house plan, checked: modules import one way (no cycle, nothing upward, no private names), stage notebooks "
  "share code.")
-import ast, json
+import ast, json, re
 from pathlib import Path
 from conftest import ROOT
 
@@ -79,3 +79,20 @@ def test_lines_are_short():
             for p in sorted(PKG.glob('*.py')) if p.name != '_modidx.py'
             for n, l in enumerate(p.read_text().splitlines(), 1) if len(l) > 120 and not l.startswith('__all__ = [')]
     assert not long, '\n'.join(long)
+
+def test_the_readme_is_short_and_its_table_is_the_committed_runs():
+    "The README fits a first read, its results are the committed smoke run's own lines, and every link it holds exists."
+    readme = (ROOT / 'README.md').read_text()
+    assert len(readme.splitlines()) <= 160, f'README.md: {len(readme.splitlines())} lines'
+    report = (ROOT / 'reports' / 'smoke' / 'README.md').read_text()
+    lines = readme.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith('| what the model organism must show |'))
+    organism = [l for l in lines[start:] if l.startswith('|') or l is lines[start]]
+    organism = organism[:next((i for i, l in enumerate(lines[start:]) if not l.startswith('|')), len(organism))]
+    assert organism and all(l in report for l in organism), [l for l in organism if l not in report]
+    for doc in (ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))):
+        for target in re.findall(r'\]\(([^)#]+)(?:#[^)]*)?\)', doc.read_text()):
+            if '://' in target: continue
+            assert (doc.parent / target).exists(), f'{doc.relative_to(ROOT)} links to {target}, which is not there'
+        text = doc.read_text()
+        assert 'this round' not in text and '/work/' not in text, f'{doc.relative_to(ROOT)}: history or a local path'
