@@ -26,7 +26,7 @@ from scipy import signal
 
 from .manifest import (SR_NARROW, SR_WIDE, AudioError, ManifestTuples, FIELD_SPELLINGS, output_wav_path,
                                  read_audio, read_manifest, wav_bytes)
-from .store import (atomic_writer, cli_errors, importable, nothing_kept, parse_shard, run_journaled, summary,
+from .store import (atomic_writer, cli_errors, by_module_name, nothing_kept_error, parse_shard, run_journaled, summary,
                              write_atomic)
 
 # %% ../nbs/00_channel_sim.ipynb #a74b4b27
@@ -497,8 +497,8 @@ def simulate_manifest(manifest, out_dir, cfg: ChannelConfig | str = 'plan', seed
     settings = dict(manifest=str(Path(manifest).absolute()), config=asdict(cfg), seed=seed, pool_size=pool_size)
     mod = 'fun_asr_8k.channel'
     def finish(done): return _write_outputs(manifest, out_dir, cfg, seed, done, bad, skip_bad)
-    return run_journaled(items, out_dir, settings, importable(_simulate_item, mod), importable(_init_worker, mod),
-                         init_args, finish, shard, workers, progress, 'channel')
+    return run_journaled(items, out_dir, settings, by_module_name(_simulate_item, mod),
+                         by_module_name(_init_worker, mod), init_args, finish, shard, workers, progress, 'channel')
 
 # %% ../nbs/00_channel_sim.ipynb #8c50b744
 def _write_outputs(manifest, out_dir: Path, cfg: ChannelConfig, seed: int, done, bad: list, skip_bad: bool) -> dict:
@@ -518,7 +518,7 @@ def _write_outputs(manifest, out_dir: Path, cfg: ChannelConfig, seed: int, done,
             line = {k: v for k, v in it.line.items() if k not in source_names}
             line.update(source=str(output_wav_path(out_dir, it.key)), channel={**c, 'input': str(it.source)})
             f.write(json.dumps(line, ensure_ascii=False) + '\n')
-        if not n_ok: raise nothing_kept(manifest, skipped, bad)
+        if not n_ok: raise nothing_kept_error(manifest, skipped, bad)
     reasons = {}
     for s in skipped: reasons[s['reason']] = reasons.get(s['reason'], 0) + 1
     if bad: reasons['bad_line'] = len(bad)

@@ -32,7 +32,7 @@ from .plan import CALL_KEYWORDS, DATA_SETS, OPTIONAL_SPLITS
 from .score import normalise
 from .sentences import (KEYWORDS, PITCH, SENTENCES, WPM, hotword_list, test_sentences,
                                   voice_split)
-from .store import (atomic_writer, cli_errors, exclusive_lock, finishing, importable, nothing_kept,
+from .store import (atomic_writer, cli_errors, exclusive_lock, finishing_lock, by_module_name, nothing_kept_error,
                               parse_shard, run_journaled, summary, write_atomic)
 
 # %% ../nbs/01_data_prep.ipynb #61ee2c4a
@@ -318,7 +318,7 @@ def _finish_split(manifest, formatted: Path, results: Iterable[dict], dropped: l
             seconds.append(k['seconds']); speech_length.append(out['speech_length'])
             text_length.append(out['text_length'])
         dropped += [dict(line=n, key=None, reason='bad_line', detail=e) for n, e in bad]
-        if not seconds: raise nothing_kept(manifest, dropped)
+        if not seconds: raise nothing_kept_error(manifest, dropped)
     dropped = sorted(dropped, key=lambda d: d['line'])
     reasons = {}
     for d in dropped: reasons[d['reason']] = reasons.get(d['reason'], 0) + 1
@@ -342,8 +342,9 @@ def prep_real(manifest, split_dir, formatted, limits: PrepLimits = PrepLimits(),
         results = (done[it.lineno] for it in read_manifest(manifest, skip_bad))
         unit = text_length_fn(tokenizer)[1] if tokenizer else 'characters'
         return _finish_split(manifest, Path(formatted), results, [], bad, unit, plain)
-    return run_journaled(items, split_dir, settings, importable(_prep_real_item, mod), importable(_init_prep, mod),
-                         (asdict(limits), tokenizer, sr), finish, shard, workers, progress, 'resample')
+    return run_journaled(items, split_dir, settings, by_module_name(_prep_real_item, mod),
+                         by_module_name(_init_prep, mod), (asdict(limits), tokenizer, sr), finish, shard, workers,
+                         progress, 'resample')
 
 # %% ../nbs/01_data_prep.ipynb #446cdc1b
 def _format_wavs(rows: Iterable[tuple], limits: PrepLimits, count) -> Iterator[dict]:
@@ -376,7 +377,7 @@ def prep_simulated(manifest, split_dir, formatted, channel: str = 'plan', seed: 
             line = dict(key=it.key, source=str(it.source), target=it.target, line=it.lineno)
             if it.hotwords: line['hotwords'] = list(it.hotwords)
             f.write(json.dumps(line, ensure_ascii=False) + '\n'); n_in += 1
-        if not n_in: raise nothing_kept(manifest, dropped, bad)
+        if not n_in: raise nothing_kept_error(manifest, dropped, bad)
     sim = simulate_manifest(split_dir / 'input.jsonl', split_dir / 'channel', channel, seed, workers, shard,
                             progress=progress)
     if sim is None: return None
@@ -421,7 +422,7 @@ def _set_report(d: Path, splits: list[str], done: dict) -> dict | None:
     "Keep the reports in `done` ({split: report}) and write d/report.json once every split has one; the set's report."
     for split, rep in done.items():
         if rep: write_atomic(d / '.reports' / f'{split}.json', json.dumps(rep, ensure_ascii=False, indent=1))
-    with finishing(d / '.reports'):
+    with finishing_lock(d / '.reports'):
         kept = {s: d / '.reports' / f'{s}.json' for s in splits}
         if not all(p.exists() for p in kept.values()): return None
         rep = {s: json.loads(p.read_text()) for s, p in kept.items()}

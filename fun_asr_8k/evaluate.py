@@ -25,13 +25,13 @@ from .manifest import read_test_set
 from .model import load_checkpoint
 from .plan import (CALL_KEYWORDS, EVAL_SETS, PLAN_TARGETS, RUNS, SMOKE_TARGETS, STAGES, data_file, eval_set,
                              smoke_target, stage_checkpoints, target_met)
-from .store import importable, write_atomic
+from .store import by_module_name, md_table, write_atomic
 from .score import (ANNOTATION_ERROR, align_counts, n_errors, normalise, ratio, sclite_alignment, score_files,
                               read_keywords, summary_line, units)
 from .transcribe import score_calls, transcribe
 
 # %% ../nbs/40_eval.ipynb #77d30769
-def _lazy(fn):
+def _load_once(fn):
     "`fn` called at most once, on first use."
     box = []
     return lambda: box[0] if box else (box.append(fn()) or box[0])
@@ -47,7 +47,7 @@ INFERENCE_FACTS = ('n_utterances', 'n_decoded', 'n_failed', 'audio_s', 'sample_r
 
 def evaluate_stage(stage: str, checkpoint, exp_output, keywords, run_dir, runs=RUNS, **infer_opts) -> dict:
     "A stage's checkpoint decoded on each run's set (the keywords as hotwords where the run says) and scored."
-    loader = _lazy(lambda: load_checkpoint(checkpoint, infer_opts.get('device', 'cpu')))
+    loader = _load_once(lambda: load_checkpoint(checkpoint, infer_opts.get('device', 'cpu')))
     row = dict(stage=stage, checkpoint=shown_path(checkpoint, exp_output), runs={})
     for run, (data, hot) in runs.items():
         out = Path(run_dir) / stage / run
@@ -86,7 +86,7 @@ def evaluate_stages(exp_output, keywords, run_dir, model_dir=None, workers: int 
     # decoding is deterministic: the sets decoded side by side give the rows one at a time gives, sooner
     if workers > 1:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')) as ex:
-            done = list(ex.map(importable(_stage_row, 'fun_asr_8k.evaluate'), jobs))
+            done = list(ex.map(by_module_name(_stage_row, 'fun_asr_8k.evaluate'), jobs))
     else: done = map(_stage_row, jobs)
     for job, (row, printed) in zip(jobs, done):
         if job[0] not in rows: print(f'{job[0]}: {job[1]}'); rows[job[0]] = dict(row, runs={})
@@ -118,19 +118,19 @@ def _failed_cell(runs: dict) -> str:
     return ', '.join(f'{run} {k}' for run, k in n.items() if k) or '0'
 
 # %% ../nbs/40_eval.ipynb #8d1f2a8d
-TABLE_HEAD = ('| stage | telephone CER % [95 % CI] | plan | met | WER % | plan | met | KWER % [95 % CI] | plan | met '
-              '| with hotwords CER / KWER % | general_telephone CER % | general_realistic CER % '
-              '| general CER % (vs baseline) | failed |')
+TABLE_HEAD = ['stage', 'telephone CER % [95 % CI]', 'plan', 'met', 'WER %', 'plan', 'met', 'KWER % [95 % CI]', 'plan',
+              'met', 'with hotwords CER / KWER %', 'general_telephone CER %', 'general_realistic CER %',
+              'general CER % (vs baseline)', 'failed']
 
 def eval_table_md(rows: list[dict], targets: dict = PLAN_TARGETS) -> str:
     "The evaluation table in Markdown: the telephone test set beside the plan's targets, hotwords, channel, retention."
-    lines = [TABLE_HEAD, '|' + '---|' * TABLE_HEAD.count(' | ') + '---|']
+    lines = []
     base = next((r['runs']['general']['metrics']['cer'] for r in rows if r['stage'] == 'baseline' and r.get('runs')),
                 None)
     for r in rows:
         if not r.get('runs'):
             missing = r.get('missing', 'no checkpoint')
-            lines.append(f"| {r['stage']} | not trained yet ({missing}) |" + ' |' * 13); continue
+            lines.append([r['stage'], f'not trained yet ({missing})'] + [''] * (len(TABLE_HEAD) - 2)); continue
         t, h, gt, gr, g = (r['runs'].get(k, {}).get('metrics', {}) for k in
                            ('telephone', 'telephone_hotwords', 'general_telephone', 'general_realistic', 'general'))
         cells = [r['stage']]
@@ -143,8 +143,8 @@ def eval_table_md(rows: list[dict], targets: dict = PLAN_TARGETS) -> str:
         d = '' if base is None or g['cer'] is None or r['stage'] == 'baseline' else f' ({100 * (g["cer"] - base):+.1f})'
         cells.append(_cell(g, 'cer', False) + d)
         cells.append(_failed_cell(r['runs']))
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines) + '\n'
+        lines.append(cells)
+    return md_table(lines, TABLE_HEAD) + '\n'
 
 # %% ../nbs/40_eval.ipynb #47d993db
 LONG_CALL_STAGES = ('baseline', 'stage3')   # the released model and the final stage transcribe the long calls
@@ -184,19 +184,19 @@ def long_calls_md(rows: list[dict]) -> str:
         if 'long_calls' not in r.get('runs', {}): continue
         m = r['runs']['long_calls']['metrics']
         seg, by = m['segments'], m['cer_by_channel']
-        lines.append(f"| {r['stage']} | {m['n_calls']} ({m['audio_s']:.0f} s) | {pct1(m['cer'])} | "
-                     + ' / '.join(pct1(by[s]) for s in by) + f" | {pct1(m['kwer'])} | {seg['found']} / {seg['missed']} "
-                     f"of {seg['n_true']} | {seg['invented']} of {seg['n_found']} | {ms(m['start_error_ms'])} / "
-                     f"{ms(m['end_error_ms'])} | {ms(m['char_start_error_ms'])} / {ms(m['char_end_error_ms'])} | "
-                     f"{m['hotwords_in_silence']} | {', '.join(f'{k} {v}' for k, v in m['guards'].items()) or 'none'} "
-                     f"| {m['rtf']} |")
+        lines.append([r['stage'], f"{m['n_calls']} ({m['audio_s']:.0f} s)", pct1(m['cer']),
+                      ' / '.join(pct1(by[s]) for s in by), pct1(m['kwer']),
+                      f"{seg['found']} / {seg['missed']} of {seg['n_true']}", f"{seg['invented']} of {seg['n_found']}",
+                      f"{ms(m['start_error_ms'])} / {ms(m['end_error_ms'])}",
+                      f"{ms(m['char_start_error_ms'])} / {ms(m['char_end_error_ms'])}", m['hotwords_in_silence'],
+                      ', '.join(f'{k} {v}' for k, v in m['guards'].items()) or 'none', m['rtf']])
     if not lines: return ''
     channels = ' / '.join(next(r['runs']['long_calls']['metrics']['cer_by_channel'] for r in rows
                                if 'long_calls' in r.get('runs', {})))
-    head = (f'| stage | calls (audio) | whole-call CER % | CER % {channels} | KWER % | lines found / missed | '
-            'segments invented | start / end error ms (median) | first / last character error ms (median) | '
-            'keywords in silence | guards fired | RTF |')
-    return '\n'.join([head, '|' + '---|' * 12] + lines) + '\n'
+    head = ['stage', 'calls (audio)', 'whole-call CER %', f'CER % {channels}', 'KWER %', 'lines found / missed',
+            'segments invented', 'start / end error ms (median)', 'first / last character error ms (median)',
+            'keywords in silence', 'guards fired', 'RTF']
+    return md_table(lines, head) + '\n'
 
 # %% ../nbs/40_eval.ipynb #06634fd2
 def rate_of(rows: list[dict]):
@@ -211,10 +211,9 @@ def smoke_targets(rows: list[dict]) -> list[dict]:
 def smoke_targets_md(checked: list[dict]) -> str:
     "The smoke targets as a Markdown table: what it says, the rate, the bound, met."
     pct1 = lambda v: 'n/a' if v is None else f'{100 * v:.1f}'
-    rows = [f"| {t['says']}{' (aim)' if t.get('aim') else ''} | {t['stage']} {t['run']} {t['metric'].upper()} | "
-            f"{pct1(t['value'])} | {t['op']} {pct1(t['bound'])} | {_mark(t['met'])} |" for t in checked]
-    head = ['| what the model organism must show | rate | % | bound % | met |', '|---|---|---|---|---|']
-    return '\n'.join(head + rows) + '\n'
+    rows = [[t['says'] + (' (aim)' if t.get('aim') else ''), f"{t['stage']} {t['run']} {t['metric'].upper()}",
+             pct1(t['value']), f"{t['op']} {pct1(t['bound'])}", _mark(t['met'])] for t in checked]
+    return md_table(rows, ['what the model organism must show', 'rate', '%', 'bound %', 'met']) + '\n'
 
 # %% ../nbs/40_eval.ipynb #a2fb0935
 def alignment_ops(ref: str, hyp: str) -> list[tuple]:
@@ -316,9 +315,9 @@ def plot_stages(rows: list[dict], path=None, title: str = ''):
 def worst_table_md(worst: list[dict], clip: int = 160) -> str:
     "The worst utterances as a Markdown table, their alignment inline (clipped to `clip` characters)."
     def short(t): return t if len(t) <= clip else t[:clip] + f' … ({len(t) - clip} more characters)'
-    head = '| key | errors / N | aligned: (ref→hyp) substituted, (-ref) deleted, (+hyp) inserted |\n|---|---|---|\n'
-    return head + ''.join(f"| {u['key']} | {u['errors']} / {u['N']} | {short(u['aligned']) or '(empty)'} |\n"
-                          for u in worst)
+    rows = [[u['key'], f"{u['errors']} / {u['N']}", short(u['aligned']) or '(empty)'] for u in worst]
+    head = ['key', 'errors / N', 'aligned: (ref→hyp) substituted, (-ref) deleted, (+hyp) inserted']
+    return md_table(rows, head) + '\n'
 
 # %% ../nbs/40_eval.ipynb #91f91d09
 def keyword_recalls(done: list[dict]) -> list[dict]:

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import soundfile as sf
 
-from .store import nothing_kept
+from .store import nothing_kept_error
 
 # %% ../nbs/92_manifest.ipynb #a5203476
 SR_WIDE = 16000   # the corpus's and the model's sample rate
@@ -104,7 +104,7 @@ def unique_items(manifest, skip_bad: bool = False, bad: list | None = None) -> I
             seen[it.key] = it.lineno
     if err is not None: raise err
     if not hashes and not bad: raise ManifestError(f'{manifest}: no utterances (an empty manifest)')
-    if not hashes: raise nothing_kept(manifest, [], bad)
+    if not hashes: raise nothing_kept_error(manifest, [], bad)
     return read_manifest(manifest, skip_bad)
 
 class ManifestTuples:

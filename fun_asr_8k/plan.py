@@ -15,6 +15,8 @@ import os
 from importlib.resources import files
 from pathlib import Path
 
+from .store import md_table
+
 # %% ../nbs/90_plan.ipynb #8c349a10
 DATA_SETS = {  # Stage 0's outputs: name -> input folder ('general' or 'telephone'), its manifests by split, what it is,
                # and the telephone channel preset a general set goes through
@@ -205,11 +207,10 @@ def plan_table(stages=STAGE_ORDER, scales=SCALES) -> str:
                          v['num_workers'], f"{v['save_every']} steps" if v['save_every'] else 'epoch',
                          EXPECT[s]['says'],
                          _target_text(s)])
-    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     chosen = sorted({(k, why) for (s, k), why in PROJECT_CHOICES.items() if s in stages and 'full' in scales})
     notes = ['', "\\* the project's, not the plan's (full scale; the smoke scale's numbers are all the organism's):"]
     notes += [f'- {k}: {why}' for k, why in chosen]
-    return '\n'.join(lines + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows] + (notes if chosen else [])) + '\n'
+    return '\n'.join([md_table(rows, head)] + (notes if chosen else [])) + '\n'
 
 # %% ../nbs/90_plan.ipynb #2e0c3db0
 CALL_KEYWORDS = Path('data') / 'real_8k_telephone' / 'keywords.txt'   # in exp_output: the calls' keywords (Stage 0)

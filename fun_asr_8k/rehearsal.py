@@ -14,11 +14,11 @@ import torch
 from fastcore.script import call_parse
 
 from .data import CorpusSpec, make_corpus
-from .experiment import StageFailed, md_table, run_experiment
+from .experiment import StageFailed, run_experiment
 from .manifest import read_manifest
 from .model import funasr_quietly
 from .plan import FREEZE_PLANS, run_device, stage_dir
-from .store import TreeMemory, cli_errors, peak_rss_mb, write_atomic
+from .store import TreeMemory, cli_errors, md_table, peak_rss_mb, write_atomic
 from .train import changed_blocks
 
 # %% ../nbs/60_rehearsal.ipynb #f76ba65f

@@ -7,7 +7,7 @@ __all__ = ['RELEASE', 'SMALL', 'TEL_BABBLE', 'CTC_KEYS', 'release_data', 'releas
            'release_metrics', 'target_line', 'make_release', 'release_cli', 'make_full_stand_in', 'make_full_model_cli']
 
 # %% ../nbs/05_release.ipynb #980e72a2
-import json, os, shutil, sys, tempfile, time
+import json, shutil, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -25,7 +25,7 @@ from .manifest import SR_NARROW, SR_WIDE
 from .model import configuration_json, file_path_metas, make_full_model, make_tiny_model
 from .plan import DATA_SETS, RELEASED_TINY, SETTINGS, data_file
 from .sentences import KEYWORDS
-from .store import cli_errors, package_versions, write_atomic
+from .store import atomic_path, cli_errors, package_versions, write_atomic
 from .train import StageParams, run_stage, shared_map
 
 # %% ../nbs/05_release.ipynb #f801bcf4
@@ -121,9 +121,12 @@ def ship(skeleton, checkpoint, dst, made_with: dict, llm_dtype: str | None = Non
     skeleton, dst = Path(skeleton), Path(dst).absolute()
     cfg = yaml.safe_load((skeleton / 'config.yaml').read_text())
     metas = file_path_metas(cfg)
-    tmp = dst.with_name(f'.{dst.name}.tmp')
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    with atomic_path(dst) as tmp:   # the folder appears whole, or not at all
+        tmp.mkdir()
+        _fill_release(skeleton, tmp, cfg, metas, checkpoint, llm_dtype, made_with)
+    return dst
+
+def _fill_release(skeleton: Path, tmp: Path, cfg: dict, metas: dict, checkpoint, llm_dtype, made_with: dict):
     llm = metas['llm_conf']['init_param_path']
     shutil.copytree(skeleton / llm, tmp / llm)
     for f in ('am.mvn', *metas['dataset_conf']['ctc_tokenizer_conf'].values()): shutil.copy(skeleton / f, tmp / f)
@@ -138,9 +141,6 @@ def ship(skeleton, checkpoint, dst, made_with: dict, llm_dtype: str | None = Non
     torch.save({'state_dict': state}, tmp / 'model.pt')
     (tmp / 'configuration.json').write_text(json.dumps(configuration_json(cfg), indent=1) + '\n')
     (tmp / 'made_with.json').write_text(json.dumps(made_with, ensure_ascii=False, indent=1) + '\n')
-    if dst.exists(): shutil.rmtree(dst)
-    os.replace(tmp, dst)
-    return dst
 
 # %% ../nbs/05_release.ipynb #2280a934
 def release_metrics(model_dir, work) -> dict:

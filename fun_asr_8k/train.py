@@ -37,7 +37,7 @@ from .plan import (DATA_SETS, DEV_UTTS, EXPECT, FREEZE_PLANS, LORA, LR_RULES, RE
                              stage_dir, token_batching)
 from .score import read_keywords, score
 from .sentences import hotword_list
-from .store import peak_rss_mb, write_atomic
+from .store import atomic_path, peak_rss_mb, write_atomic
 
 # %% ../nbs/03_train.ipynb #cfeebeaa
 PLAN_NUMBERS = ('lr', 'batch_tokens', 'epochs', 'warmup', 'accum_grad', 'early_stopping', 'replay', 'hotwords',
@@ -425,9 +425,7 @@ def atomic_torch_save():
     save = torch.save
     def atomic(obj, f, *args, **kwargs):
         if not isinstance(f, (str, os.PathLike)): return save(obj, f, *args, **kwargs)
-        tmp = f'{f}.tmp-{os.getpid()}'
-        try: save(obj, tmp, *args, **kwargs); os.replace(tmp, f)
-        finally: Path(tmp).unlink(missing_ok=True)
+        with atomic_path(f) as tmp: save(obj, tmp, *args, **kwargs)
     torch.save = atomic
     try: yield
     finally: torch.save = save
@@ -928,8 +926,7 @@ def choose_checkpoint(p: StageParams, cfg: dict, out: Path) -> tuple[Path, dict]
         cands.append(dict(name=f'mean of epochs {last[-k]}-{last[-1]}', epochs=last[-k:], **scores))
     best = min(cands, key=lambda c: (c['cer'], len(c['epochs'])))
     state = mean_state([_epoch_state(out, e) for e in best['epochs']])
-    torch.save({'state_dict': state}, out / 'model.pt.avg.tmp')
-    os.replace(out / 'model.pt.avg.tmp', out / 'model.pt.avg')
+    with atomic_path(out / 'model.pt.avg') as tmp: torch.save({'state_dict': state}, tmp)
     single = min(c['cer'] for c in cands if len(c['epochs']) == 1)
     why = (f"lowest dev CER {best['cer']} % on {len(items)} dev utterances (seed {f['dev_seed']}); "
            f"best single epoch {single} %")
@@ -953,8 +950,7 @@ def finalize_lora(p: StageParams, cfg: dict, avg: Path) -> Path:
     m.llm.save_pretrained(str(out / 'lora_adapter'))
     final = out / 'final'
     final.mkdir(exist_ok=True)
-    torch.save({'state_dict': m.merged_state_dict()}, final / 'model.pt.tmp')
-    os.replace(final / 'model.pt.tmp', final / 'model.pt')
+    with atomic_path(final / 'model.pt') as tmp: torch.save({'state_dict': m.merged_state_dict()}, tmp)
     stock = model_config(p.model_dir)
     # disable_update stays: no PyPI call offline
     stock = {k: v for k, v in stock.items() if k not in ('init_param', 'trust_remote_code', 'model_conf')}
