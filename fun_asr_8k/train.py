@@ -1295,7 +1295,7 @@ def check_effect(report: dict) -> dict:
     return found
 
 # %% ../nbs/03_train.ipynb #af9b287d
-def llm_carried(final, release, adapter_dir) -> dict:
+def llm_carried(final, release, adapter_dir, rel_tol: float = 1e-4) -> dict:
     "The final model's LLM against the release's: equal, but where LoRA adapts, where it is the release's plus B A s."
     from safetensors.torch import load_file
     conf = json.loads((Path(adapter_dir) / 'adapter_config.json').read_text())
@@ -1306,9 +1306,17 @@ def llm_carried(final, release, adapter_dir) -> dict:
     new, old = [{k: v for k, v in state_of(p).items() if k.startswith('llm.')} for p in (final, release)]
     assert set(new) == set(old), f'{final}: LLM tensors {sorted(set(new) ^ set(old))[:3]} differ from the release'
     same = [k for k in old if k not in delta and torch.equal(new[k].to(old[k].dtype), old[k])]
-    err = {k: ((new[k].float() - old[k].float() - d).abs().max() / d.abs().max().clamp_min(1e-12)).item()
-           for k, d in delta.items()}
+    # W + B A s is stored in W's dtype: it can be no closer than W's rounding (a few units in its last place), which
+    # outweighs B A s itself when the LoRA has barely moved (the full-size rehearsal: lr 1e-5 early in warm-up); so a
+    # tensor passes within rel_tol of its delta or a few units of W's rounding, whichever is larger
+    err, excess = {}, {}
+    for k, d in delta.items():
+        miss = (new[k].float() - old[k].float() - d).abs().max().item()
+        err[k] = miss / max(d.abs().max().item(), 1e-30)
+        allowed = rel_tol * d.abs().max().item() + 4 * torch.finfo(new[k].dtype).eps * old[k].float().abs().max().item()
+        excess[k] = miss / max(allowed, 1e-30)
     return dict(tensors=len(old), equal=len(same), adapted=len(delta), worst_delta_error=max(err.values(), default=0),
+                worst_over_allowed=max(excess.values(), default=0),
                 differ=[k for k in old if k not in delta and k not in same][:3])
 
 def stock_decodes(model_dir, items: list, device: str = 'cpu') -> list[dict]:
@@ -1332,9 +1340,9 @@ def stock_decodes(model_dir, items: list, device: str = 'cpu') -> list[dict]:
 def check_final(report: dict, effect: bool = True, n: int = 2) -> dict:
     "Assert stage 3's merged model carries the stages' LLM and that stock funasr decodes it as the project does."
     final, out = Path(report['checkpoint']), stage_dir(report['params']['exp_output'], 'stage3')
-    llm = llm_carried(final, Path(report['params']['model_dir']) / 'model.pt', out / 'lora_adapter')
     tol = 1e-2 if report['params'].get('bf16') else 1e-4   # a LoRA merged in bf16 rounds at bf16's resolution
-    assert not llm['differ'] and llm['worst_delta_error'] <= tol, (
+    llm = llm_carried(final, Path(report['params']['model_dir']) / 'model.pt', out / 'lora_adapter', tol)
+    assert not llm['differ'] and llm['worst_over_allowed'] <= 1, (
         f"stage3: the final model's LLM is not the release's with the LoRA added: {llm}")
     items = dev_sample(report['inputs']['dev'], report['params']['dev_utts'], report['params']['seed'])[:n]
     dec = stock_decodes(final.parent, items)
