@@ -129,7 +129,9 @@ def _final_cell(final: dict | None) -> str:
     if not final: return '-'
     llm, dec = final['llm'], final['decodes']
     same = sum(d['stock'] == d['ours'] for d in dec)
-    return (f"{llm['equal']} tensors the release's, {llm['adapted']} + LoRA (error {llm['worst_delta_error']:.0e}); "
+    return (f"{llm['equal']} tensors the release's, {llm['adapted']} + LoRA "
+            f"(miss {llm['worst_delta_error']:.0e} of the delta, {llm.get('worst_over_allowed', 0):.2f} of what "
+            f"W's rounding allows); "
             f"{same} of {len(dec)} decodes equal")
 
 # %% ../nbs/60_rehearsal.ipynb #ac4bb66c
