@@ -1,6 +1,6 @@
 """Does a larger token batch keep quality? Stage 1 at smoke scale: the plan's batch against k x the batch.
 
-What it runs: stage 1 (`fun_asr_8k.train.run_stage`, the one trainer, funasr's own loop) on the smoke data of an
+What it runs: stage 1 (`fun_asr_8k.stage.run_stage`, the one trainer, funasr's own loop) on the smoke data of an
 `exp_output` (Stage 0's `data/`, made by `fa8k-run 0 0 --exp_output DIR`), once with the plan's smoke numbers
 (`SETTINGS[('stage1', 'smoke')]`: lr, token batch, warm-up, epochs) and once per lr rule with --factor x the token
 batch, the peak lr `plan.scaled_lr(lr, k x batch, batch, rule)` and the warm-up `plan.scaled_warmup` (the same audio
@@ -52,7 +52,9 @@ def test_cer(stage_out: Path, epoch: int, test: Path, n: int) -> float:
 def one_run(name: str, folder: Path, args, **numbers) -> dict:
     "Train stage 1 with `numbers` (lr, batch_tokens, warmup, epochs, seed) in `folder`; its curve and costs."
     from fun_asr_8k.plan import data_file, stage_dir
-    from fun_asr_8k.train import StageParams, read_log, run_stage
+    from fun_asr_8k.stage import run_stage
+    from fun_asr_8k.stage_config import StageParams
+    from fun_asr_8k.train import read_log
     p = StageParams(stage='stage1', scale='smoke', exp_output=str(folder), dev_utts=args.dev_utts, force=args.force,
                     **numbers)
     t = time.perf_counter()

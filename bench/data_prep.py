@@ -193,7 +193,7 @@ def run_child(job: dict, flag: str = '--_child') -> dict:
 
 def base_corpus(work: Path, n: int) -> dict:
     "n clean utterances per half, from make_corpus's provenance (the planted faults live in its manifests, not here)."
-    from fun_asr_8k.data import CorpusSpec, make_corpus
+    from fun_asr_8k.corpus import CorpusSpec, make_corpus
     t0 = time.perf_counter()
     # audio_quiet needs >= 4 lines, audio_neutral >= 11, for their faults
     tel_dev, tel_test = max(4, n // 4), max(1, n // 6)

@@ -1,6 +1,6 @@
 """Data-loader throughput: funasr's FunASR dataset with fbank on the fly, N workers; the CPU cores a GPU needs.
 
-What it measures: the loader funasr's train_ds builds for a stage (nbs/03_train.ipynb `funasr_config`): dataset
+What it measures: the loader funasr's train_ds builds for a stage (nbs/03_stage_config.ipynb `funasr_config`): dataset
 `FunASR` (index_ds FunASR) over the project's formatted jsonl, with the model's frontend (`WavFrontend`: fbank 80 x
 25/10 ms, LFR 7/6, CMVN) computing features on the fly, the tokenizer making the ChatML prompt, funasr's BatchSampler
 (batch_type token, the token batch, sort_size 1024, at most 199 utterances) and the dataset's collator, in a

@@ -6,7 +6,7 @@ funasr's FunASR dataset makes of it (LFR frames = ceil(frames / 6), the speech t
 (`fake_token_len`), the LLM sequence = the ChatML prompt + speech tokens + transcript + <|im_end|>). funasr's OWN
 batch sampler (`tables.batch_sampler_classes['BatchSampler']` with batch_type token and sort_size > 0, which is
 `CustomDistributedBufferDynamicBatchSampler`) then cuts one epoch into batches with the project's dataset_conf
-(nbs/03_train.ipynb `funasr_config`: batch_size = max_token_length = batch tokens, batch_size_token_max = 4x,
+(nbs/03_stage_config.ipynb `funasr_config`: batch_size = max_token_length = batch tokens, batch_size_token_max = 4x,
 sort_size 1024, shuffle; batch_size_sample_max is not set there, so funasr's default 200 holds: at most 199
 utterances a batch), and the FunASR dataset's collator rule (drop the last utterance while utterances x padded LLM
 length > batch_size_token_max) is applied. One GPU (funasr multiplies sort_size by the number of GPUs).

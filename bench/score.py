@@ -37,7 +37,8 @@ from importlib.metadata import version
 from pathlib import Path
 import jieba, jiwer
 import fun_asr_8k.score as S
-from fun_asr_8k.score import align_counts, normalise, score, score_files, units, words
+from fun_asr_8k.normalise import normalise, units
+from fun_asr_8k.score import align_counts, score, score_files, words
 
 SEED = 0
 CHARSET = ('的一是不了人我在有他这中大来上个国到说们为子和你地出道也时年得就那要下以生会自着去之过家学对可里后小么心'

@@ -33,7 +33,7 @@ Scales:
         utterances of about 3-4 s), formatted as the stages' training jsonl (`prep_clean`). Each child loads it with
         `load_model(model_dir, **freeze_plan_config(stage))` (funasr AutoModel, so LoRA is wrapped on load as in
         training) and makes REAL batches with funasr's own pipeline: dataset FunASR (index_ds FunASR, the model's
-        frontend and tokenizer), batch sampler BatchSampler with train.py's dataset_conf (batch_type token,
+        frontend and tokenizer), batch sampler BatchSampler with stage_config.py's dataset_conf (batch_type token,
         batch_size = max_token_length = the token batch, batch_size_token_max 4x, sort_size 1024, shuffle) and the
         dataset's collator; the same seed gives every stage the same batches (cycled if the corpus has fewer).
         Default token batch: 3000 for every stage (the stage notebooks' smoke defaults).
@@ -65,7 +65,7 @@ Scales:
 
 Precision (--precision): fp32 (the plan's default, StageParams.bf16=False: fp32 weights, TF32 matmuls on CUDA as
 funasr's train_ds allows them), bf16_llm (the LLM's weights in bf16 and funasr's own autocast around the LLM only:
-the encoder stays fp32/TF32), bf16 (= --bf16 = train.py's bf16=True: bf16 LLM weights and bf16 autocast over the WHOLE
+the encoder stays fp32/TF32), bf16 (= --bf16 = StageParams.bf16=True: bf16 LLM weights and bf16 autocast over the WHOLE
 forward, as funasr's Trainer does with use_bf16, so the encoder's matmuls run in bf16 too). CUDA settings as funasr's
 train_ds sets them: cudnn.deterministic=True, cudnn.benchmark=False, TF32 matmuls.
 
@@ -615,7 +615,8 @@ def run_child(job: dict, timeout: float | None) -> list[dict]:
 
 def prepare_tiny(work: Path, utts: int) -> dict:
     "A small espeak-ng corpus, its training jsonl (as Stage 0 formats the clean set) and a tiny model dir, in `work`."
-    from fun_asr_8k.data import CorpusSpec, make_corpus, prep_clean
+    from fun_asr_8k.data import prep_clean
+    from fun_asr_8k.corpus import CorpusSpec, make_corpus
     from fun_asr_8k.model import make_tiny_model
     import logging; logging.disable(logging.WARNING)
     t = time.perf_counter()

@@ -1,6 +1,6 @@
 """Whole calls: which VAD finds the lines of a call, and how fast `fa8k-transcribe` transcribes calls.
 
-Part `vad` (CPU): the dev long calls (`fun_asr_8k.data.make_long_calls(..., LongCallSpec(split='dev'))`: the dev set's
+Part `vad` (CPU): the dev long calls (`fun_asr_8k.corpus.make_long_calls(..., LongCallSpec(split='dev'))`: the dev set's
 lines and speakers, never the test calls) through three VADs whose weights ship in their wheels: Silero VAD (the one
 `fa8k-transcribe` uses; run two ways: its own loop, a model call a 32 ms window, and `fun_asr_8k.transcribe.
 speech_probs`, each channel of a call cut into 30 s pieces run side by side in one batch), WebRTC's VAD
@@ -61,7 +61,7 @@ def ten_probs(x):
 
 def vad_part(corpus, work, res):
     from silero_vad.utils_vad import get_speech_timestamps_from_probs
-    from fun_asr_8k.data import LongCallSpec, make_long_calls
+    from fun_asr_8k.corpus import LongCallSpec, make_long_calls
     from fun_asr_8k.transcribe import (VadConfig, frame_db, match_segments, overlap, read_call, silero,
                                        speech_energy_db, speech_probs, speech_regions)
     import torch

@@ -7,14 +7,14 @@ __all__ = ['SMOKE_NPROC', 'EVAL_OPTS', 'BESIDE', 'READY_AFTER', 'NBS', 'SMOKE_NO
            'StageFailed', 'execute', 'SideJobs', 'run_report', 'run_experiment', 'run_cli']
 
 # %% ../nbs/50_experiment.ipynb #92b9e504
-import datetime, json, os, subprocess, sys, threading, time
+import datetime, json, logging, os, subprocess, sys, threading, time
 from pathlib import Path
 
 from fastcore.script import call_parse
 
-from .data import CorpusSpec
+from .corpus import CorpusSpec
 from .plan import DATA_SETS, RELEASED_TINY, exp_dir, plan_table, run_device
-from .store import md_table, package_versions, write_atomic
+from .store import command_line, md_table, package_versions, shown, write_atomic
 
 # %% ../nbs/50_experiment.ipynb #7dc3c7b6
 # the smoke demo on 2+ cores: two training processes a stage (the same recipe: each takes half of a step's batch;
@@ -91,8 +91,10 @@ def execute(notebook: str, out: Path, params: dict, cwd: Path, nice: int = 0) ->
     import papermill as pm
     t0 = time.time()
     low = dict(kernel_manager_class=_low_priority_kernels(nice)) if nice else {}
-    # the kernel's own log (ipykernel warns at every start that its local TCP sockets are not encrypted) is left out
-    # of the run's terminal; what the notebook's code prints or warns goes into the executed notebook as always
+    # the kernel's own log (ipykernel warns at every start that its local TCP sockets are not encrypted) and papermill's
+    # INFO lines (input, output, kernel: where a process has configured logging at INFO, funasr's builds do) are left
+    # out of the run's terminal; what the notebook's code prints or warns goes into the executed notebook as always
+    logging.getLogger('papermill').setLevel(logging.WARNING)
     try: pm.execute_notebook(str(NBS / f'{notebook}.ipynb'), str(out), parameters=params, kernel_name='python3',
                              language='python', cwd=str(cwd), progress_bar=False, log_output=False,
                              extra_arguments=['--IPKernelApp.log_level=ERROR'], **low)
@@ -229,15 +231,17 @@ SMOKE_NOTE = ('**What this is.** The smoke scale: a tiny Fun-ASR-Nano of the sam
 def _model_section(model_dir) -> list[str]:
     "The released model the run started from, and what its maker measured (its made_with.json)."
     f = Path(model_dir) / 'made_with.json'
-    if not f.exists(): return ['## Released model', '', f'`{model_dir}`', '']
+    if not f.exists(): return ['## Released model', '', f'`{shown(model_dir)}`', '']
     m = json.loads(f.read_text())
     if 'metrics' not in m:   # a model that was not measured: a stand-in, say
-        return ['## Released model', '', f"`{model_dir}`: {m.get('what')} (`{m.get('command')}`, seed {m['seed']})", '']
+        return ['## Released model', '',
+                f"`{shown(model_dir)}`: {m.get('what')} (`{m.get('command')}`, seed {m['seed']})", '']
     c = m['corpus']
     pct = lambda x: '-' if x is None else f'{100 * x:.1f}'
     rows = [[run, r['n_utterances'], pct(r['cer']), pct(r.get('kwer'))] for run, r in m['metrics']['runs'].items()]
     return ['## Released model', '',
-            f"`{model_dir}`: made by `{m['command']}` (seed {m['seed']}) from {c['general_train']} clean utterances "
+            f"`{shown(model_dir)}`: made by `{m['command']}` (seed {m['seed']}) from {c['general_train']} clean "
+            "utterances "
             f"({100 * c.get('telecom_share', 0):.0f} % telecom lines that are not the calls' script, the rest "
             f"everyday; {100 * c['hotword_share']:.0f} % with a hotword list), checkpoint: {m['checkpoint']['why']}. "
             "Its maker's measurements on its own test sets (held-out speakers):", '',
@@ -286,7 +290,7 @@ def run_experiment(start: int, stop: int, scale: str = 'smoke', run_id: str | No
     started = datetime.datetime.now().isoformat(timespec='seconds')
     model_dir = str(paths.get('model_dir') or RELEASED_TINY)
     run = dict(run_id=run_id, scale=scale, start=start, stop=stop, seed=seed, started=started,
-               command=' '.join(sys.argv), model_dir=model_dir, stage_params=stage_params or {},
+               command=command_line(), model_dir=model_dir, stage_params=stage_params or {},
                versions=package_versions(), wall_s={}, beside={})
     if (run_dir / 'run.json').exists(): run['wall_s'] = json.loads((run_dir / 'run.json').read_text()).get('wall_s', {})
     # smoke scale on CPUs: the stages are decoded ahead for this run's evaluation (GPUs decode in 40_eval, on the GPU;

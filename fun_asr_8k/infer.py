@@ -20,7 +20,7 @@ from .channel import resample
 from .manifest import SR_WIDE, prompt_of, read_audio, read_test_set
 from .model import MAX_CHARS_PER_S, decodable, decode, load_checkpoint
 from .score import read_keywords
-from .store import Journal, cli_errors, write_atomic
+from .store import Journal, cli_errors, shown, write_atomic
 
 # %% ../nbs/38_infer.ipynb #31cf0087
 def load_16k(path) -> tuple[np.ndarray, int]:
@@ -139,7 +139,7 @@ def infer_line(s: dict) -> str:
     keys = ', '.join(x['key'] for x in s['failed'][:3]) + (', ...' if s['n_failed'] > 3 else '')
     f = f", {s['n_failed']} FAILED (see summary.json: {keys})" if s['n_failed'] else ''
     return (f"{s['n_decoded']} of {s['n_utterances']} utterances decoded ({s['n_resumed']} from an earlier run){f}; "
-            f"{s['audio_s']:.1f} s of audio in {s['decode_s']:.1f} s, RTF {s['rtf']}; -> {s['results']}")
+            f"{s['audio_s']:.1f} s of audio in {s['decode_s']:.1f} s, RTF {s['rtf']}; -> {shown(s['results'])}")
 
 # %% ../nbs/38_infer.ipynb #49854d69
 @call_parse

@@ -5,16 +5,14 @@
 # %% auto #0
 __all__ = ['QWEN3_0_6B', 'FUN_ASR_NANO_2512', 'CTC_VOCAB', 'TINY', 'CHAT_TOKENS', 'funasr_fbank', 'FBANK_DEFAULTS',
            'FBANK_WINDOWS', 'MAX_CHARS_PER_S', 'BLOCKS', 'config_keys', 'input_size', 'ModelDirError',
-           'model_overrides', 'model_config', 'funasr_quietly', 'load_model', 'tokenizer_texts', 'train_llm_tokenizer',
-           'tiny_config', 'write_cmvn', 'file_path_metas', 'configuration_json', 'write_model_dir', 'make_tiny_model',
-           'FunASRNanoCTC', 'kaldi_mel_banks', 'kaldi_fbank', 'token_budget', 'decodable', 'decode', 'load_checkpoint',
+           'model_overrides', 'model_config', 'load_model', 'tokenizer_texts', 'train_llm_tokenizer', 'tiny_config',
+           'write_cmvn', 'file_path_metas', 'configuration_json', 'write_model_dir', 'make_tiny_model', 'FunASRNanoCTC',
+           'kaldi_mel_banks', 'kaldi_fbank', 'token_budget', 'decodable', 'decode', 'load_checkpoint',
            'freeze_plan_config', 'block_table', 'apply_freeze_plan', 'write_tiktoken_vocab', 'full_config',
            'qwen3_stand_in', 'make_full_model', 'full_size_model', 'speech_token_coverage', 'make_tiny_model_cli']
 
 # %% ../nbs/02_model.ipynb #c90b7234
-import base64, copy, io, json, logging, math, re, sys, tempfile
-from collections import Counter
-from contextlib import contextmanager, redirect_stdout
+import base64, copy, json, logging, math, sys, tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -33,6 +31,7 @@ from funasr.models.fun_asr_nano.model import FunASRNano
 from .manifest import SR_WIDE, SYSTEM_PROMPT, prompt_of, read_manifest
 from .plan import FREEZE_PLANS, LORA
 from .sentences import characters
+from .store import funasr_quietly, shown
 
 # %% ../nbs/02_model.ipynb #6807be6f
 QWEN3_0_6B = dict(architectures=['Qwen3ForCausalLM'], model_type='qwen3', vocab_size=151936, hidden_size=1024,
@@ -157,26 +156,6 @@ def model_config(model_dir, **overrides) -> dict:
     merged.setdefault('model_conf', {})     # with model_conf present funasr builds from this dict and downloads nothing
     return merged
 
-@contextmanager
-def funasr_quietly():
-    "funasr building a model: its INFO lines held back, its 'miss key in ckpt' lines (one a tensor) counted by block."
-    # AutoModel configures the root logger at INFO when nothing has ('model is builded', 'scope_map: ...' at every
-    # load): configured here first, at the level it had, and held at WARNING while funasr builds
-    root = logging.getLogger()
-    if not root.handlers: logging.basicConfig(level=root.level)
-    level, held, missing = root.level, io.StringIO(), {}
-    root.setLevel(max(level, logging.WARNING))
-    try:
-        with redirect_stdout(held): yield
-    finally: root.setLevel(level)
-    for line in held.getvalue().splitlines():
-        if m := re.match(r'Warning, miss key in ckpt: ([^.,]+)[^,]*, (.*)$', line):
-            missing.setdefault(m[2], Counter())[m[1]] += 1
-        else: print(line)
-    for path, blocks in missing.items():
-        print(f"{sum(blocks.values())} tensors not in {path}, built fresh: "
-              + ', '.join(f'{b} {n}' for b, n in blocks.items()))
-
 def load_model(model_dir, device: str = 'cpu', **overrides):
     "A funasr `AutoModel` of a Fun-ASR-Nano directory (real or tiny), loaded offline; `overrides` may change the class."
     from funasr import AutoModel
@@ -268,7 +247,7 @@ def write_model_dir(out_dir: Path, cfg: dict, corpus_dir, seed: int, made: dict)
     torch.manual_seed(seed)
     model = FunASRNano(input_size=input_size(cfg), **{k: v for k, v in cfg.items() if k != 'model'})
     torch.save({'state_dict': model.state_dict()}, out_dir / 'model.pt')
-    (out_dir / 'made_with.json').write_text(json.dumps(dict(cmvn_from=str(corpus_dir), seed=seed, **made), indent=1))
+    (out_dir / 'made_with.json').write_text(json.dumps(dict(cmvn_from=shown(corpus_dir), seed=seed, **made), indent=1))
     return out_dir
 
 def make_tiny_model(out_dir, corpus_dir, seed: int = 0, t: dict = TINY) -> Path:

@@ -130,7 +130,7 @@ PLAN_TARGETS = {  # stage -> metric -> ('~', expected %) or ('<', bound %), on t
 PLAN_FIGURES = dict(audio_encoder='~150M', audio_adaptor='~4M', ctc_decoder='~8M (CTC)', ctc='', llm='~2M LoRA')
 
 # %% ../nbs/90_plan.ipynb #f4dfdacf
-RESPONSES = {  # risk -> how the stage's settings change (factors) and the plan's words; 03_train applies them
+RESPONSES = {  # risk -> how the stage's settings change (factors) and the plan's words; 06_stage applies them
     'not_converging': dict(lr=0.5, warmup=2.0, plan='Stage 1 loss does not converge: lower lr (1e-4 -> 5e-5), longer '
                            'warm-up (1000 -> 2000 steps), check data quality'),
     'diverged': dict(lr=0.5, warmup=2.0, plan="(the project's) losses NaN or inf many times in a row: as above"),
@@ -233,7 +233,7 @@ def pointer_path(exp_output, stage: str) -> Path:
     return exp_dir(exp_output) / STAGES[stage]['pointer']
 
 # %% ../nbs/90_plan.ipynb #9c8eab12
-RELEASED_TINY = Path(str(files('fun_asr_8k'))) / 'released_tiny'   # the smoke scale's released model (05_release)
+RELEASED_TINY = Path(str(files('fun_asr_8k'))) / 'released_tiny'   # the smoke scale's released model (07_release)
 
 def stage_checkpoints(exp_output, model_dir=None, scale: str = 'smoke') -> dict[str, Path | None]:
     "The checkpoint of each stage from its pointer (the baseline: the released `model_dir`); None where not made yet."

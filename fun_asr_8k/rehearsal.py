@@ -13,13 +13,12 @@ from pathlib import Path
 import torch
 from fastcore.script import call_parse
 
-from .data import CorpusSpec, make_corpus
+from .corpus import CorpusSpec, make_corpus
 from .experiment import StageFailed, run_experiment
+from .checkpoints import changed_blocks
 from .manifest import read_manifest
-from .model import funasr_quietly
 from .plan import FREEZE_PLANS, run_device, stage_dir
-from .store import TreeMemory, cli_errors, md_table, peak_rss_mb, write_atomic
-from .train import changed_blocks
+from .store import TreeMemory, cli_errors, funasr_quietly, md_table, peak_rss_mb, write_atomic
 
 # %% ../nbs/60_rehearsal.ipynb #f76ba65f
 REHEARSAL_CORPUS = CorpusSpec(general_train=24, general_dev=4, general_test=4, tel_train=12, tel_dev=4, tel_test=4,

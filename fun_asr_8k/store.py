@@ -6,12 +6,15 @@
 __all__ = ['RECORDED_PACKAGES', 'atomic_path', 'write_atomic', 'named_os_errors', 'atomic_writer', 'md_table',
            'unwritable_folder', 'summary', 'parse_shard', 'JournalIndex', 'read_journals', 'by_module_name',
            'JournalBusy', 'exclusive_lock', 'Journal', 'pooled', 'run_journaled', 'finishing_lock', 'cli_errors',
-           'NothingKept', 'nothing_kept_error', 'package_versions', 'peak_rss_mb', 'proportional_mb', 'TreeMemory']
+           'NothingKept', 'nothing_kept_error', 'shown', 'command_line', 'funasr_quietly', 'package_versions',
+           'peak_rss_mb', 'proportional_mb', 'TreeMemory']
 
 # %% ../nbs/91_store.ipynb #ad58f840
-import importlib, itertools, json, multiprocessing as mp, os, re, resource, shutil, subprocess, sys, time
+import importlib, io, itertools, json, logging, multiprocessing as mp, os, re, resource, shutil, subprocess, sys
+import time
 from array import array
-from contextlib import contextmanager
+from collections import Counter
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -357,6 +360,54 @@ def nothing_kept_error(manifest, dropped: list[dict], bad: list[tuple] = ()) -> 
     first = min(dropped, key=lambda d: d['line'], default=None)
     return NothingKept(f'{manifest}: none of its {len(dropped)} lines kept ({why}); nothing written'
                        + (f". The first: line {first['line']}: {first['detail']}" if first else ''))
+
+# %% ../nbs/91_store.ipynb #35f8dd18
+def shown(path, base=None) -> str:
+    "`path` as a report shows it: relative to `base` (by default the working folder, the run's) when inside it."
+    p, b = Path(str(path).strip()).absolute(), Path(base or os.getcwd()).absolute()
+    return str(p.relative_to(b)) if p.is_relative_to(b) else str(path).strip()
+
+# %% ../nbs/91_store.ipynb #bda24666
+def command_line(argv: list[str] | None = None, folders: tuple = ()) -> str:
+    "The command that ran, as a report records it: the program's name, paths `shown`, the `folders` options left out."
+    argv = list(sys.argv if argv is None else argv)
+    out, skip = [Path(argv[0]).name], False
+    for a in argv[1:]:
+        if skip: skip = False
+        elif a.split('=')[0] in folders: skip = '=' not in a
+        else: out.append(shown(a) if a.startswith('/') else a)
+    return ' '.join(out)
+
+# %% ../nbs/91_store.ipynb #6bf20d9d
+# warnings that say nothing new: the count of missing tensors says the first, the second says nothing
+_SAID_BY_THE_COUNT = re.compile(r'Disabling CTC timestamps because|trust_remote_code: ')
+_OWN_NOTES = re.compile(r'CTC branch: ')   # the project's own FunASRNanoCTC notes, printed as lines
+
+class _Held(logging.Handler):
+    "Log records held while funasr works."
+    def __init__(self): super().__init__(logging.WARNING); self.records = []
+    def emit(self, record): self.records.append(record)
+
+@contextmanager
+def funasr_quietly():
+    "funasr at work: INFO and stdout held back; missing tensors counted by block, other warnings said once after."
+    root = logging.getLogger()
+    if not root.handlers: logging.basicConfig(level=root.level)   # or AutoModel configures INFO on first use
+    level, handlers, held, log, missing = root.level, root.handlers[:], io.StringIO(), _Held(), {}
+    root.handlers, root.level = [log], max(level, logging.WARNING)
+    try:
+        with redirect_stdout(held): yield
+    finally: root.handlers, root.level = handlers, level
+    for line in held.getvalue().splitlines():
+        if m := re.match(r'Warning, miss key in ckpt: ([^.,]+)[^,]*, (.*)$', line):
+            missing.setdefault(m[2], Counter())[m[1]] += 1
+        elif not line.startswith('funasr version: '): print(line)
+    for path, blocks in missing.items():
+        print(f"{sum(blocks.values())} tensors not in {shown(path)}, built fresh: "
+              + ', '.join(f'{b} {n}' for b, n in blocks.items()))
+    for r in log.records:
+        if _OWN_NOTES.match(r.getMessage()): print(r.getMessage())
+        elif not _SAID_BY_THE_COUNT.match(r.getMessage()): root.handle(r)
 
 # %% ../nbs/91_store.ipynb #a9c2eb70
 RECORDED_PACKAGES = ('torch', 'funasr', 'transformers', 'peft', 'numpy', 'scipy', 'soxr', 'av', 'soundfile',

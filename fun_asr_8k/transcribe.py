@@ -27,7 +27,8 @@ from .data import PrepLimits
 from .manifest import SR_WIDE, AudioError, ManifestError, read_audio, read_manifest
 from .model import decodable, decode, load_checkpoint, token_budget
 from .plan import STAGE_ORDER, stage_checkpoints
-from .score import normalise, read_keywords, score
+from .normalise import normalise
+from .score import read_keywords, score
 from .store import Journal, cli_errors, write_atomic
 
 # %% ../nbs/45_transcribe.ipynb #0469aa3d

@@ -4,14 +4,17 @@ import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
 from fun_asr_8k.plan import pointer_path, stage_dir
-from fun_asr_8k.train import StageParams, check_stage, read_log, run_stage
+from fun_asr_8k.stage import check_stage, run_stage
+from fun_asr_8k.stage_config import StageParams
+from fun_asr_8k.train import read_log
 
 QUICK = dict(stage='stage1', batch_tokens=2000, warmup=10, lr=1e-3, dev_utts=2, log_interval=1, nproc=2)
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory) -> Path:
     "Stage 0 of a small smoke corpus (its data/ folder)."
-    from fun_asr_8k.data import CorpusSpec, make_corpus, prep
+    from fun_asr_8k.data import prep
+    from fun_asr_8k.corpus import CorpusSpec, make_corpus
     d = tmp_path_factory.mktemp('ddp')
     make_corpus(d / 'corpus', CorpusSpec(24, 6, 6, 24, 8, 6), progress=False)
     prep(d / 'corpus' / 'general', d / 'corpus' / 'telephone', d / 'exp_output', skip_bad=True, progress=False)
@@ -60,7 +63,7 @@ def rank_pid(ancestor: int, rank: int) -> int | None:
 def test_a_killed_rank_stops_the_stage_and_the_rerun_resumes(data):
     exp = exp_with(data, 'killed')
     params = json.dumps(dict(exp_output=str(exp), epochs=8, **QUICK))
-    code = f'from fun_asr_8k.train import *; run_stage(StageParams(**{params}))'
+    code = f'from fun_asr_8k.stage import *; run_stage(StageParams(**{params}))'
     p = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)
     t0, victim = time.time(), None
@@ -152,13 +155,13 @@ def test_a_node_other_than_0_trains_waits_and_writes_nothing(data, monkeypatch):
     "Node 1 of 2 (simulated: node 0 is a thread writing what node 0 writes, the training a no-op): it trains with node "
     "0's configuration, waits for node 0's pointer, hands on node 0's report and writes no file of its own."
     import threading
-    import fun_asr_8k.train as train
+    import fun_asr_8k.stage as stage
     exp = exp_with(data, 'nodes')
     p = StageParams(exp_output=str(exp), epochs=1, nnodes=2, node_rank=1, rdzv_endpoint='node0:29400',
                     **dict(QUICK, nproc=1))
     out, trained = stage_dir(exp, 'stage1'), []
-    monkeypatch.setattr(train, 'WAIT_EVERY', 0.05)
-    monkeypatch.setattr(train, '_train', lambda p, cfg, out: trained.append(cfg['train_data_set_list']) or 0)
+    monkeypatch.setattr(stage, 'WAIT_EVERY', 0.05)
+    monkeypatch.setattr(stage, '_train', lambda p, cfg, out: trained.append(cfg['train_data_set_list']) or 0)
     def node0():
         time.sleep(0.3)
         out.mkdir(parents=True)
@@ -176,24 +179,24 @@ def test_a_stage_its_disk_cannot_hold_refuses_to_start(data, monkeypatch):
     "Free space below what the stage's epochs, funasr's latest and the average need: refused before training, naming "
     "both."
     import shutil as sh
-    import fun_asr_8k.train as train
+    import fun_asr_8k.stage as stage
     exp = exp_with(data, 'disk')
-    monkeypatch.setattr(train.shutil, 'disk_usage', lambda path: sh._ntuple_diskusage(10 ** 12, 10 ** 12, 2 ** 20))
-    with pytest.raises(train.InsufficientDisk, match=r'needs [0-9.]+ GB more in .*, 0\.0 GB free \(2 epochs'):
+    monkeypatch.setattr(stage.shutil, 'disk_usage', lambda path: sh._ntuple_diskusage(10 ** 12, 10 ** 12, 2 ** 20))
+    with pytest.raises(stage.InsufficientDisk, match=r'needs [0-9.]+ GB more in .*, 0\.0 GB free \(2 epochs'):
         run_stage(StageParams(exp_output=str(exp), epochs=2, **QUICK))
     assert not (stage_dir(exp, 'stage1') / 'train.log').exists(), 'nothing trained'
 
 def test_each_part_of_a_stage_computes_on_the_gpus_it_is_given(monkeypatch):
     "gpus='2,3' on a node whose scheduler gave this process CUDA_VISIBLE_DEVICES=4,5,6,7: training on physical 6 "
     "and 7, choosing the checkpoint and evaluating on this process's cuda:2 (its 6), never on someone's GPU 0 (mocked)."
-    import fun_asr_8k.train as train
+    import fun_asr_8k.checkpoints as checkpoints, fun_asr_8k.stage as stage
     from fun_asr_8k.experiment import notebook_runs
     monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '4,5,6,7')
     p = StageParams(gpus='2,3', stage='stage1')
-    assert train.launch_command(p, Path('c.yaml'))[1]['CUDA_VISIBLE_DEVICES'] == '6,7'
+    assert stage.launch_command(p, Path('c.yaml'))[1]['CUDA_VISIBLE_DEVICES'] == '6,7'
     built = []
-    monkeypatch.setattr(train, 'load_model', lambda *a, **k: built.append(k['device']))
-    train.stage_model(p, dict(init_param='x', llm_conf=dict(llm_dtype='bf16')))
+    monkeypatch.setattr(checkpoints, 'load_model', lambda *a, **k: built.append(k['device']))
+    checkpoints.stage_model(p, dict(init_param='x', llm_conf=dict(llm_dtype='bf16')))
     assert built == ['cuda:2'], built
     runs = notebook_runs(4, 'full', 'exp_output', Path('r'), gpus='2,3')
     assert runs[0][2]['device'] == 'cuda:2', runs

@@ -8,7 +8,7 @@ from conftest import ROOT, cli
 from fun_asr_8k.plan import RELEASED_TINY
 from fun_asr_8k.wheelhouse import closure
 
-TRAINING = 'import fun_asr_8k.train, fun_asr_8k.evaluate, fun_asr_8k.infer, fun_asr_8k.experiment, fun_asr_8k.rehearsal'
+TRAINING = 'import fun_asr_8k.stage, fun_asr_8k.evaluate, fun_asr_8k.infer, fun_asr_8k.experiment, fun_asr_8k.rehearsal'
 
 def test_training_and_evaluation_import_without_pyav():
     r = subprocess.run([sys.executable, '-c', f"import sys; sys.modules['av'] = None\n{TRAINING}"],

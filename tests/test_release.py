@@ -5,7 +5,7 @@ import json, os, subprocess, time
 from dataclasses import asdict
 import pytest
 from conftest import cli
-from fun_asr_8k.data import CorpusSpec
+from fun_asr_8k.corpus import CorpusSpec
 from fun_asr_8k.plan import RELEASED_TINY, SMOKE_TARGETS
 from fun_asr_8k.release import RELEASE, release_metrics, release_test_data, target_line
 
@@ -48,7 +48,7 @@ def test_shipped_model_fails_on_the_phone_channel(recomputed):
     assert t['met'] and t['value'] >= t['bound'] > 0, target_line(t)
 
 def test_made_with_json_holds_the_numbers_recomputed(recomputed):
-    ("The sets rebuilt are the ones the release measured, file for file (05_release checks release_test_data "
+    ("The sets rebuilt are the ones the release measured, file for file (07_release checks release_test_data "
      "against release_data), and decoding is deterministic: every number made_with.json records is recomputed "
      "exactly, utterance counts, CER, WER, KWER and the targets.")
     made = _made()['metrics']
@@ -85,7 +85,7 @@ def test_shipped_config_carries_the_release_keys():
     "and so does the full-size stand-in's; every key is decided by the stages."
     import yaml
     from fun_asr_8k.model import FUN_ASR_NANO_2512, config_keys, full_config
-    from fun_asr_8k.train import decide
+    from fun_asr_8k.stage_config import decide
     own = lambda cfg: {k for k in config_keys(cfg) if not k.startswith('dataset_conf.ctc_tokenizer_conf.')}
     shipped = yaml.safe_load((RELEASED_TINY / 'config.yaml').read_text())
     assert own(shipped) == own(FUN_ASR_NANO_2512) | {'ctc_vocab_size'}, own(shipped) ^ own(FUN_ASR_NANO_2512)

@@ -7,7 +7,8 @@ from fun_asr_8k.plan import pointer_path
 @pytest.fixture(scope='module')
 def small_exp(tmp_path_factory):
     "Stage 0 on a small smoke corpus."
-    from fun_asr_8k.data import CorpusSpec, make_corpus, prep
+    from fun_asr_8k.data import prep
+    from fun_asr_8k.corpus import CorpusSpec, make_corpus
     d = tmp_path_factory.mktemp('sabotage')
     make_corpus(d / 'corpus', CorpusSpec(160, 24, 8, 24, 12, 8), progress=False)
     prep(d / 'corpus' / 'general', d / 'corpus' / 'telephone', d / 'exp_output', skip_bad=True, progress=False)
@@ -29,21 +30,22 @@ def test_stage1_with_lr_0_fails_its_checks(small_exp):
 def test_the_release_traps_are_seen_in_what_training_did(small_exp, monkeypatch):
     "A stage trained with the release's own settings left in (its data splits, 2 here; its save excludes; its prompt "
     "class) fails the checks of what happened, each naming its key."
-    import fun_asr_8k.train as train
+    import fun_asr_8k.stage as stage, fun_asr_8k.stage_config as stage_config
     from fun_asr_8k.plan import RELEASED_TINY
-    overrides = train.stage_overrides
+    overrides = stage_config.stage_overrides
     def released(p, inputs):   # the stage's configuration with the three traps left to the release
         o = overrides(p, inputs)
         o['dataset_conf'].update(data_split_num=2)
         del o['dataset_conf']['prompt_classes'], o['train_conf']['effective_save_name_excludes']
         return o
-    monkeypatch.setattr(train, 'stage_overrides', released)
-    monkeypatch.setattr(train, 'release_decisions', lambda *a, **k: [])   # past the refusal, to see what happens
-    p = train.StageParams(stage='stage1', exp_output=str(small_exp / 'traps'), model_dir=str(RELEASED_TINY),
-                          epochs=1, dev_utts=2, avg_last=1)
+    monkeypatch.setattr(stage_config, 'stage_overrides', released)
+    for m in (stage_config, stage):   # past the refusal, to see what happens
+        monkeypatch.setattr(m, 'release_decisions', lambda *a, **k: [])
+    p = stage_config.StageParams(stage='stage1', exp_output=str(small_exp / 'traps'), model_dir=str(RELEASED_TINY),
+                                 epochs=1, dev_utts=2, avg_last=1)
     (small_exp / 'traps').mkdir(exist_ok=True)
     (small_exp / 'traps' / 'data').symlink_to(small_exp / 'exp_output' / 'data')
-    report = train.run_stage(p)
+    report = stage.run_stage(p)
     epoch = report['epochs'][0]
     assert (epoch['passes'], epoch['steps']) == (2, 2 * epoch['one_pass']), epoch
     assert all(c['llm_tensors'] == 0 for c in report['saved_llm']), report['saved_llm']
@@ -53,4 +55,4 @@ def test_the_release_traps_are_seen_in_what_training_did(small_exp, monkeypatch)
     for only, key in named:
         alone = dict(report, **{k: [] for k in ('epochs', 'saved_llm', 'prompts') if k != only})
         with pytest.raises(AssertionError, match=key.replace('.', r'\.')):
-            train.check_ran(alone)
+            stage.check_ran(alone)
