@@ -63,7 +63,7 @@ def stock_loads(model_dir, checkpoint=None, device: str = 'cpu') -> dict:
 TRAINED = ('stage1', 'stage2', 'stage3')
 
 def llm_held(c: dict) -> bool:
-    "A saved checkpoint's LLM (`train.checkpoint_llm`) is the stage's start's: all there, none changed."
+    "A saved checkpoint's LLM (`checkpoints.checkpoint_llm`) is the stage's start's: all there, none changed."
     return c['llm_tensors'] > 0 and not c['missing'] and not c['changed']
 
 def stage_facts(exp_output: Path, model_dir: Path, stage: str, device: str) -> dict:
