@@ -296,6 +296,8 @@ def run_experiment(start: int, stop: int, scale: str = 'smoke', run_id: str | No
     # smoke scale on CPUs: the stages are decoded ahead for this run's evaluation (GPUs decode in 40_eval, on the GPU;
     # at full scale on a CPU a decode beside would hold a second 0.87 B model while a stage trains)
     ahead = scale == 'smoke' and not paths.get('gpus') and start <= 4 <= stop
+    with open(run_dir / 'beside.log', 'a') as log:   # a rerun resumes, its side jobs' output after this line
+        log.write(f'== the run of {started} (run steps {start}-{stop})\n')
     beside = SideJobs(run_dir / 'beside.log', cwd=cwd)
     try:
         for stage in range(start, stop + 1):
