@@ -339,6 +339,7 @@ class ChannelConfig:
             raise ValueError(f"bandpass_hz {self.bandpass_hz}: expected LO,HI with 0 < LO < HI < {SR_NARROW // 2} Hz")
         if self.babble_talkers < 1: raise ValueError(f"babble_talkers must be >= 1, got {self.babble_talkers}")
 
+# %% ../nbs/00_channel_sim.ipynb #1de03721
 def _span(v) -> tuple[float, float]:
     return (float(v), float(v)) if np.isscalar(v) else (float(v[0]), float(v[1]))
 

@@ -343,6 +343,7 @@ def _step0(general_dir, telephone_dir, n: int, work: Path) -> list[tuple[str, bo
     check('output validates', validates, needs=('format conversion works',))
     return checks
 
+# %% ../nbs/01_data_prep.ipynb #38ead1fc
 def check_data(general_dir, telephone_dir, n: int = 10, work_dir=None) -> list[tuple[str, bool, str]]:
     "The plan's Step 0 on `n` samples of each data set: (check, passed, detail) for each check; no temporary file left."
     if work_dir: return _step0(general_dir, telephone_dir, n, Path(work_dir))
@@ -359,7 +360,6 @@ def step0(general_dir, telephone_dir, n: int = 10) -> list[tuple[str, bool, str]
         raise Step0Failed(f'Step 0 failed on the first {n} lines of each set, so Stage 0 did not start: '
                           + '; '.join(failed))
     return checks
-
 
 # %% ../nbs/01_data_prep.ipynb #4b28c86d
 def prep(general_dir, telephone_dir, out, channel: str = 'plan', seed: int = 0, limits: PrepLimits = PrepLimits(),

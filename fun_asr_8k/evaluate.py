@@ -61,6 +61,7 @@ def evaluate_stage(stage: str, checkpoint, exp_output, keywords, run_dir, runs=R
         row['runs'][run] = dict(inference=facts, metrics=metrics)
     return row
 
+# %% ../nbs/40_eval.ipynb #10084ceb
 def _stage_row(job: tuple) -> tuple[dict, str]:
     "A stage evaluated on some of the runs in a worker process (one torch thread): its row and what it printed."
     stage, ck, exp_output, keywords, run_dir, runs, infer_opts = job
@@ -70,6 +71,7 @@ def _stage_row(job: tuple) -> tuple[dict, str]:
         row = evaluate_stage(stage, ck, exp_output, keywords, run_dir, runs={r: RUNS[r] for r in runs}, **infer_opts)
     return row, printed.getvalue()
 
+# %% ../nbs/40_eval.ipynb #0097761c
 def evaluate_stages(exp_output, keywords, run_dir, model_dir=None, workers: int = 1, **infer_opts) -> list[dict]:
     "The rows of the evaluation table: each stage with a checkpoint decoded and scored (`workers` sets at a time)."
     rows, jobs = {}, []
@@ -91,6 +93,7 @@ def evaluate_stages(exp_output, keywords, run_dir, model_dir=None, workers: int 
     return [dict(rows[s], runs={r: rows[s]['runs'][r] for r in RUNS}) if 'runs' in rows[s] else rows[s]
             for s in STAGES if s in rows]
 
+# %% ../nbs/40_eval.ipynb #c9d77c5d
 def decode_ahead(stage: str, exp_output, run_dir, model_dir=None, keywords=None, **infer_opts) -> dict:
     """`stage` decoded and scored on every run's set into `run_dir` as `evaluate_stages` does it, one torch thread:
     fa8k-run decodes each trained stage beside the next stage's training, and the evaluation finds it done."""
@@ -164,6 +167,7 @@ def evaluate_long_calls(stage: str, exp_output, run_dir, model_dir=None, keyword
                 inference=dict(n_utterances=s['n_calls'], n_failed=s['n_skipped'], audio_s=s['audio_s'],
                                summary=shown(out / 'summary.json', run_dir)))
 
+# %% ../nbs/40_eval.ipynb #9ce9953b
 def with_long_calls(rows: list[dict], exp_output, run_dir, model_dir=None, keywords=None, **opts) -> list[dict]:
     "The evaluation rows, each stage of `LONG_CALL_STAGES` with its `long_calls` run where the set exists."
     for r in rows:
@@ -172,6 +176,7 @@ def with_long_calls(rows: list[dict], exp_output, run_dir, model_dir=None, keywo
                 r['runs']['long_calls'] = lc
     return rows
 
+# %% ../nbs/40_eval.ipynb #fda9ce1c
 def long_calls_md(rows: list[dict]) -> str:
     "The long-call table in Markdown ('' when no stage transcribed the set)."
     pct1 = lambda v: 'n/a' if v is None else f'{100 * v:.1f}'

@@ -30,6 +30,7 @@ def corpus_params(spec: CorpusSpec = CorpusSpec()) -> dict:
     return dict(n_general_train=spec.general_train, n_general_dev=spec.general_dev, n_general_test=spec.general_test,
                 n_tel_train=spec.tel_train, n_tel_dev=spec.tel_dev, n_tel_test=spec.tel_test)
 
+# %% ../nbs/50_experiment.ipynb #78e36e15
 def notebook_runs(stage: int, scale: str, exp_output: str, run_dir: Path, model_dir: str | None = None,
                   general_dir: str | None = None, telephone_dir: str | None = None, gpus: str = '',
                   force: bool = False, seed: int = 0, stage_params: dict | None = None) -> list[tuple[str, str, dict]]:
@@ -190,6 +191,7 @@ def _channel_section(run_dir: Path) -> list[str]:
     return ['## Telephone channel', '', md_table(rows, ['preset', 'utterances', 'SNR dB mean (range)', 'frame loss',
                                                         'codecs']), '']
 
+# %% ../nbs/50_experiment.ipynb #bad4099a
 def _training_section(exp_output: Path) -> list[str]:
     "Each trained stage's settings, first and last loss, last dev loss and CER, wall time and guards."
     rows = []
@@ -207,6 +209,7 @@ def _training_section(exp_output: Path) -> list[str]:
             'Resolved configuration of each stage: `exp_output/exp/8k_telephone/<stage>/stage_report.json` (`params`) '
             'and `stage_config.yaml` (the full funasr configuration).', '']
 
+# %% ../nbs/50_experiment.ipynb #1f9f8988
 def _cost_table(exp_output: Path) -> list[str]:
     "Per trained stage: what trains, the processes, checkpoint sizes, disk, peak memory and wall time."
     mb = lambda v: '-' if v is None else f'{v:,.0f}'
@@ -221,6 +224,7 @@ def _cost_table(exp_output: Path) -> list[str]:
             'stage folder MB', 'peak RSS MB (rank 0)', 'GPU peak MB', 'wall s']
     return [md_table(rows, head)] if rows else []
 
+# %% ../nbs/50_experiment.ipynb #41cab7e2
 SMOKE_NOTE = ('**What this is.** The smoke scale: a tiny Fun-ASR-Nano of the same funasr classes, released by the '
               'project after pretraining on clean synthetic speech (espeak-ng voices), adapted here on CPU on '
               'synthetic telephone speech, and measured on speakers it never heard. It is a model organism, for '
@@ -279,6 +283,7 @@ def _beside_failed(beside: SideJobs):
     if failed := beside.failed():
         raise StageFailed(f"{', '.join(failed)} failed beside the run ({beside.log}):\n{beside.tail()}")
 
+# %% ../nbs/50_experiment.ipynb #1ba681dc
 def run_experiment(start: int, stop: int, scale: str = 'smoke', run_id: str | None = None,
                    exp_output: str = 'exp_output', reports: str = 'reports', force: bool = False, seed: int = 0,
                    cwd: str = '.', stage_params: dict | None = None, **paths) -> dict:
@@ -331,6 +336,7 @@ def run_experiment(start: int, stop: int, scale: str = 'smoke', run_id: str | No
     write_atomic(run_dir / 'README.md', run_report(run_dir, cwd / exp_output, run))
     return run
 
+# %% ../nbs/50_experiment.ipynb #8775728e
 @call_parse
 def run_cli(start: int,                     # first run step: 0 data, 1-3 training, 4 evaluation
             stop: int,                      # last run step

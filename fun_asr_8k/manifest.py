@@ -172,6 +172,7 @@ def read_audio(path, sr: int | None = SR_WIDE) -> np.ndarray:
         raise _silent(p)
     return x
 
+# %% ../nbs/92_manifest.ipynb #b52ef041
 def _silent(p) -> AudioError:
     return AudioError('silent', p, 'digital silence (every sample within one 16-bit step of 0)')
 
@@ -179,6 +180,7 @@ def _truncated(p, declared: int, held: int, sr: int) -> AudioError:
     return AudioError('truncated', p, f'the header promises {declared} frames ({declared / sr:.2f} s), '
                                       f'the file holds {held} ({held / sr:.2f} s)')
 
+# %% ../nbs/92_manifest.ipynb #58010395
 def audio_frames(path, sr: int | None = SR_WIDE) -> int:
     "Frames of an audio file that passes `read_audio`'s check (its `AudioError` otherwise), without float samples."
     p = path if isinstance(path, Path) else Path(path)
@@ -201,6 +203,7 @@ def audio_frames(path, sr: int | None = SR_WIDE) -> int:
             left -= len(x)
     raise _silent(p)
 
+# %% ../nbs/92_manifest.ipynb #897afa3e
 def wav_bytes(x: np.ndarray, sr: int) -> bytes:
     "16-bit PCM WAV file of float audio, in memory."
     buf = io.BytesIO()

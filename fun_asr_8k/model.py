@@ -365,6 +365,7 @@ def kaldi_mel_banks(n_mels: int, n_fft: int, sr: float, low_freq: float, high_fr
         raise ValueError(f'{n_mels} mel bins over a {n_fft}-point FFT leave a bin empty: num_mel_bins too large')
     return torch.from_numpy(w.astype(np.float32))
 
+# %% ../nbs/02_model.ipynb #8d628d05
 _BANKS, _WINDOWS = {}, {}
 
 def kaldi_fbank(waveform: torch.Tensor, **opts) -> torch.Tensor:

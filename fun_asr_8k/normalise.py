@@ -263,6 +263,7 @@ def read_scaled(n: str, after: str = '') -> str | None:
         value, size = (value + low * _SCALE_SIZES[scale], _SCALE_SIZES[scale]) if scale else (value + low, 1)
     return cardinal(value) if value < 10 ** 12 else None
 
+# %% ../nbs/37_normalise.ipynb #4fec7692
 _PART = r'[¥$€£]?\d+(?:[.:/]\d+)*(?:[万亿]\d+)*[万亿]?%?'
 _UNIT_NAMES = '|'.join(sorted(map(re.escape, UNITS), key=len, reverse=True))
 NUMBER_EXPRESSION = re.compile(rf'(?P<sign>(?<![A-Za-z0-9.%])-)?(?P<body>{_PART}(?:\s?[-~]\s?{_PART})*)'
@@ -283,6 +284,7 @@ def _part_of_day(h: int, pm: bool) -> str:
     "a.m. and p.m. as Mandarin says them: 凌晨 before 5, 上午; 中午 at 12, 下午 before 6, 晚上."
     return ('中午' if h == 12 else '下午' if h < 6 else '晚上') if pm else ('凌晨' if h < 5 or h == 12 else '上午')
 
+# %% ../nbs/37_normalise.ipynb #7aa95a4c
 def read_expression(m: re.Match) -> str:
     "A number expression as it is said, sign, currency, range, scale, unit and a.m./p.m. with it; as written if unread."
     after, pieces = m.string[m.end():m.end() + 4], _RANGE_MARK.split(m['body'])
@@ -434,6 +436,7 @@ def _values(s: str) -> str:
     while ('万' in s or '亿' in s) and s != (t := _DECIMAL_SCALE.sub(_decimal_scale, s)): s = t
     return _CARDINAL_RUN.sub(lambda m: _spelled(m[0]), s)
 
+# %% ../nbs/37_normalise.ipynb #a4a68723
 def canonical_numbers(text: str) -> str:
     "One spelling for spoken numbers that mean the same: values (两千零十), ranges, money, %, a.m., units, 点Y分..."
     if not _ANY_RULE.search(text): return text

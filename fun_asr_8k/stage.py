@@ -154,7 +154,7 @@ def respond(p: StageParams, cfg: dict, out: Path, met: dict):
           f"{'the best epoch' if risk == 'overfitting' else 'the last checkpoint'}", flush=True)
 
 
-# %% ../nbs/06_stage.ipynb #b6a90215
+# %% ../nbs/06_stage.ipynb #993df455
 def _mb(path) -> float: return round(Path(path).stat().st_size / 2 ** 20, 1)
 
 def _stage_report(p: StageParams, inputs: dict, target: Path, t0: float, attempts: list, llm: list) -> dict:
@@ -183,6 +183,7 @@ def _stage_report(p: StageParams, inputs: dict, target: Path, t0: float, attempt
                 disk_mb=round(sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 2 ** 20, 1),
                 release_keys=kept, saved_llm=llm, prompts=prompts)
 
+# %% ../nbs/06_stage.ipynb #9e913acc
 def run_stage(p: StageParams) -> dict:
     "Train one stage of the plan (or skip it if its pointer exists): the stage report."
     ptr, out = pointer_path(p.exp_output, p.stage), stage_dir(p.exp_output, p.stage)
@@ -370,6 +371,7 @@ def llm_carried(final, release, adapter_dir, rel_tol: float = 1e-4) -> dict:
                 worst_over_allowed=max(excess.values(), default=0),
                 differ=[k for k in old if k not in delta and k not in same][:3])
 
+# %% ../nbs/06_stage.ipynb #7b044d97
 def stock_decodes(model_dir, items: list, device: str = 'cpu') -> list[dict]:
     "`items` decoded by stock funasr's AutoModel.generate and by the project's decoder, on the same loaded model."
     from funasr import AutoModel
@@ -388,6 +390,7 @@ def stock_decodes(model_dir, items: list, device: str = 'cpu') -> list[dict]:
         o['ours'] = decode(m, [read_audio(it.source)], [it.key], am.kwargs['tokenizer'], am.kwargs['frontend'])[0]
     return out
 
+# %% ../nbs/06_stage.ipynb #e1946d9c
 def check_final(report: dict, effect: bool = True, n: int = 2) -> dict:
     "Assert stage 3's merged model carries the stages' LLM and that stock funasr decodes it as the project does."
     final, out = Path(report['checkpoint']), stage_dir(report['params']['exp_output'], 'stage3')
@@ -403,4 +406,3 @@ def check_final(report: dict, effect: bool = True, n: int = 2) -> dict:
     print(f"final model: LLM {llm['equal']} tensors the release's, {llm['adapted']} with the LoRA added "
           f"(worst error {llm['worst_delta_error']:.1e}); stock funasr decodes it as the project does: {dec}")
     return dict(llm=llm, decodes=dec)
-

@@ -293,6 +293,7 @@ def stage_overrides(p: StageParams, inputs: dict) -> dict:
                   early_stopping=p.early_stopping,
                   train_lines=sum(1 for l in open(inputs['train'], encoding='utf-8') if l.strip())))
 
+# %% ../nbs/03_stage_config.ipynb #8c7591a5
 def stage_given(p: StageParams, inputs: dict) -> dict:
     "Every key a stage's configuration sets over the model directory's, dotted: its overrides and resolved paths."
     return {**config_keys(model_overrides(inputs['model_dir'])), **config_keys(stage_overrides(p, inputs))}
@@ -329,6 +330,7 @@ def _print_params(p: StageParams):
         v = getattr(p, f.name)
         print(f'  {f.name:16} {shown(v)!r}' if f.name in ('exp_output', 'model_dir') and v else f'  {f.name:16} {v!r}')
 
+# %% ../nbs/03_stage_config.ipynb #7b58f967
 def _print_release(rows: list[dict], model_dir):
     "What a stage sets over its model directory's configuration and what it keeps of it, by reason."
     show = lambda v: repr(v) if len(repr(v)) <= 40 else f'...{Path(str(v)).name}'
@@ -344,6 +346,7 @@ def _print_release(rows: list[dict], model_dir):
                                 initial_indent='  ', subsequent_indent='      '))
     print(f"and keeps the {sum(r['decision'] == 'model' for r in rows)} keys of the model's own blocks.\n")
 
+# %% ../nbs/03_stage_config.ipynb #df69aa17
 def describe_stage(p: StageParams) -> dict:
     "Print what stage `p` is about to do (data, starting checkpoint, the plan's row, funasr settings); return it."
     data, trains, after = STAGES[p.stage]['data'], ' + '.join(FREEZE_PLANS[p.stage]), STAGES[p.stage]['after']

@@ -432,6 +432,7 @@ def proportional_mb(pid: int) -> tuple[float, float]:
     fields = {l.split(':')[0]: int(l.split()[1]) for l in open(f'/proc/{pid}/smaps_rollup') if l.split()[-1] == 'kB'}
     return fields['Pss'] / 1024, fields.get('Pss_Anon', fields['Pss']) / 1024
 
+# %% ../nbs/91_store.ipynb #75d0ca5f
 class TreeMemory:
     "Peak resident memory of this process and all it starts, in all and by role (`roles`: name -> command-line texts)."
     def __init__(self, roles: dict | None = None, every: float = 0.5):
@@ -467,4 +468,3 @@ class TreeMemory:
 
     def __enter__(self): self.sample(); self._thread.start(); return self
     def __exit__(self, *exc): self._stop.set(); self._thread.join(); self.sample()
-

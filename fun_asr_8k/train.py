@@ -203,6 +203,7 @@ def agree(self: Fa8kTrainer, *flags) -> list[int]:
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
     return t.tolist()
 
+# %% ../nbs/04_train.ipynb #875ee428
 @patch
 def _forward(self: Fa8kTrainer, model, part, d, whole: bool) -> tuple[int, int]:
     "funasr's forward of `part`: (out of memory, non-finite loss), each 0 or 1."
@@ -220,6 +221,7 @@ def _forward(self: Fa8kTrainer, model, part, d, whole: bool) -> tuple[int, int]:
     finally:
         if hook is not None: hook.remove()
 
+# %% ../nbs/04_train.ipynb #0e3e3935
 @patch
 def _guarded_step(self: Fa8kTrainer, model, batch, loss_dict):
     "Forward and backward, part by part if memory runs out; the ranks agree on what happened before each backward."
@@ -258,6 +260,7 @@ def _guarded_step(self: Fa8kTrainer, model, batch, loss_dict):
     loss_dict.update(loss=sum(d['loss'].detach() * s for d, s in done), stats=done[0][0]['stats'],
                      weight=done[0][0]['weight'])
 
+# %% ../nbs/04_train.ipynb #b58c9a2e
 def split_parts(batch: dict, level: int) -> list[dict] | None:
     "The batch in 2**level parts (halves of halves) along the utterance axis; None if it has too few utterances."
     parts = [batch]
@@ -266,7 +269,6 @@ def split_parts(batch: dict, level: int) -> list[dict] | None:
         if any(h is None for h in halves): return None
         parts = [x for h in halves for x in h]
     return parts
-
 
 # %% ../nbs/04_train.ipynb #0593cb4e
 class Fallback(RuntimeError):
@@ -407,6 +409,7 @@ def peak_memory(device) -> dict:
     gpu = round(torch.cuda.max_memory_allocated(d) / 2 ** 20) if d.type == 'cuda' else None
     return dict(peak_rss_mb=peak_rss_mb(), gpu_peak_mb=gpu)
 
+# %% ../nbs/04_train.ipynb #3233473c
 @patch
 def validate_epoch(self: Fa8kTrainer, model=None, dataloader_val=None, epoch=None, writer=None, **kwargs):
     super(Fa8kTrainer, self).validate_epoch(model=model, dataloader_val=dataloader_val, epoch=epoch, writer=writer,

@@ -96,6 +96,7 @@ def silero():
         _SILERO.append(load_silero_vad())
     return _SILERO[0]
 
+# %% ../nbs/45_transcribe.ipynb #7713c8cd
 VAD_WINDOW = 512   # Silero's window at 16 kHz (32 ms)
 
 def speech_probs(tracks: list[np.ndarray], piece_s: float = 30.0, warm_s: float = 2.0) -> list[np.ndarray]:
@@ -114,6 +115,7 @@ def speech_probs(tracks: list[np.ndarray], piece_s: float = 30.0, warm_s: float 
         for (i, k), q in zip(where[g:g + 64], p.numpy()): out[i][k:k + nw] = q[nwarm:nwarm + len(out[i]) - k]
     return out
 
+# %% ../nbs/45_transcribe.ipynb #163dd863
 def speech_regions(tracks: list[np.ndarray], cfg: VadConfig = VadConfig()) -> list[list[tuple[float, float]]]:
     "(start, end) seconds of speech in each 16 kHz track by Silero VAD; speech over the limit cut at its longest pause."
     from silero_vad.utils_vad import get_speech_timestamps_from_probs
@@ -249,6 +251,7 @@ def _segments(tracks: list, names: list, regions: list, cfg: VadConfig) -> list[
                              energy_db=round(energy, 1)))
     return segs
 
+# %% ../nbs/45_transcribe.ipynb #c49d51c7
 def _redecode_repeats(am, segs: list, keys: list, batch: int, opts: dict, hotwords):
     "Segments whose transcript repeats a phrase decoded again without the hotword list; the fewer repeats kept."
     looping = [i for i, s in enumerate(segs) if repeats(s['text'])]
@@ -264,6 +267,7 @@ def _redecode_repeats(am, segs: list, keys: list, batch: int, opts: dict, hotwor
                                 kept='redecoded' if better else 'first', other=s['text'] if better else h))
         if better: s['text'] = h
 
+# %% ../nbs/45_transcribe.ipynb #573a485b
 def transcribe_call(am, key: str, tracks: list, names: list, cfg: VadConfig = VadConfig(), hotwords=(),
                     batch: int = 16, opts: dict | None = None, regions: list | None = None) -> dict:
     "A call's turns (speaker, start, end, text, characters with times, guards fired) in time order, and its seconds."
