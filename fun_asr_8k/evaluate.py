@@ -45,7 +45,8 @@ INFERENCE_FACTS = ('n_utterances', 'n_decoded', 'n_failed', 'audio_s', 'sample_r
 def evaluate_stage(stage: str, checkpoint, exp_output, keywords, run_dir, runs=RUNS, **infer_opts) -> dict:
     "A stage's checkpoint decoded on each run's set (the keywords as hotwords where the run says) and scored."
     loader = _load_once(lambda: load_checkpoint(checkpoint, infer_opts.get('device', 'cpu')))
-    row = dict(stage=stage, checkpoint=shown(checkpoint, exp_output), runs={})
+    inside = Path(checkpoint).absolute().is_relative_to(Path(exp_output).absolute())
+    row = dict(stage=stage, checkpoint=shown(checkpoint, exp_output) if inside else shown(checkpoint), runs={})
     for run, (data, hot) in runs.items():
         out = Path(run_dir) / stage / run
         if not data_file(exp_output, *EVAL_SETS[data]).is_file() and data in OPTIONAL_SETS:

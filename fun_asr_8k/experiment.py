@@ -311,11 +311,11 @@ def run_experiment(start: int, stop: int, scale: str = 'smoke', run_id: str | No
                                                   stage_params=stage_params, **paths):
                 out = run_dir / f'{name}.ipynb'
                 if name in BESIDE:
-                    print(f'== run step {stage}: {nb} -> {out} (beside the run, nice 19)', flush=True)
+                    print(f'== run step {stage}: {nb} -> {shown(out)} (beside the run, nice 19)', flush=True)
                     beside.submit(name, 'fun_asr_8k.experiment:execute', notebook=nb, out=str(out), params=params,
                                   cwd=str(cwd), nice=beside.nice)
                     continue
-                print(f'== run step {stage}: {nb} -> {out}', flush=True)
+                print(f'== run step {stage}: {nb} -> {shown(out)}', flush=True)
                 run['wall_s'][name] = execute(nb, out, params, cwd)
                 _beside_failed(beside)
                 write_atomic(run_dir / 'run.json', json.dumps(run, ensure_ascii=False, indent=1))
