@@ -33,10 +33,13 @@ def corpus_params(spec: CorpusSpec = CorpusSpec()) -> dict:
 # %% ../nbs/50_experiment.ipynb #78e36e15
 def notebook_runs(stage: int, scale: str, exp_output: str, run_dir: Path, model_dir: str | None = None,
                   general_dir: str | None = None, telephone_dir: str | None = None, gpus: str = '',
-                  force: bool = False, seed: int = 0, stage_params: dict | None = None) -> list[tuple[str, str, dict]]:
-    "(notebook, executed copy's name, papermill parameters) for one run step; `stage_params` go to stages 1-3."
+                  force: bool = False, seed: int = 0, stage_params: dict | None = None,
+                  cwd: Path | None = None) -> list[tuple[str, str, dict]]:
+    """(notebook, executed copy's name, papermill parameters) for one run step; `stage_params` go to stages 1-3.
+    With `cwd` (where the notebooks run) the paths given to them are shown relative to it, as their reports print them."""
     smoke = scale == 'smoke'
-    model_dir = model_dir or str(RELEASED_TINY)
+    here = (lambda p: shown(p, cwd)) if cwd is not None else str
+    model_dir, run_dir = here(model_dir or RELEASED_TINY), Path(here(run_dir))
     params = dict(stage_params or {})
     asked = params.pop('nproc', 1)   # one number, or one a run step
     nproc = asked.get(stage, 1) if isinstance(asked, dict) else asked
@@ -308,7 +311,7 @@ def run_experiment(start: int, stop: int, scale: str = 'smoke', run_id: str | No
         for stage in range(start, stop + 1):
             if stage == 4: beside.stop_optional()   # the evaluation takes every core: it decodes what is left
             for nb, name, params in notebook_runs(stage, scale, exp_output, run_dir, force=force, seed=seed,
-                                                  stage_params=stage_params, **paths):
+                                                  stage_params=stage_params, cwd=cwd, **paths):
                 out = run_dir / f'{name}.ipynb'
                 if name in BESIDE:
                     print(f'== run step {stage}: {nb} -> {shown(out)} (beside the run, nice 19)', flush=True)
