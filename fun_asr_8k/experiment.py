@@ -36,7 +36,7 @@ def notebook_runs(stage: int, scale: str, exp_output: str, run_dir: Path, model_
                   force: bool = False, seed: int = 0, stage_params: dict | None = None,
                   cwd: Path | None = None) -> list[tuple[str, str, dict]]:
     """(notebook, executed copy's name, papermill parameters) for one run step; `stage_params` go to stages 1-3.
-    With `cwd` (where the notebooks run) the paths given to them are shown relative to it, as their reports print them."""
+    With `cwd` (where the notebooks run) the paths given to them are relative to it, as their reports print them."""
     smoke = scale == 'smoke'
     here = (lambda p: shown(p, cwd)) if cwd is not None else str
     model_dir, run_dir = here(model_dir or RELEASED_TINY), Path(here(run_dir))

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from conftest import cli
 from fun_asr_8k.corpus import CorpusSpec, plan_corpus
-from fun_asr_8k.normalise import NORMALISERS, fun_asr_line, funasr_tool, normalise, numeric_pairs, units
+from fun_asr_8k.normalise import NORMALISERS, fun_asr_line, normalise, numeric_pairs, units
+from fun_asr_8k.numerals import funasr_tool
 from fun_asr_8k.score import align_counts, read_results, score, sclite_alignment, words
 from fun_asr_8k.sentences import KEYWORDS, SENTENCES
 from fun_asr_8k.sentences import test_sentences as held_out_sentences
