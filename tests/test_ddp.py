@@ -63,7 +63,8 @@ def rank_pid(ancestor: int, rank: int) -> int | None:
 def test_a_killed_rank_stops_the_stage_and_the_rerun_resumes(data):
     exp = exp_with(data, 'killed')
     params = json.dumps(dict(exp_output=str(exp), epochs=8, **QUICK))
-    code = f'from fun_asr_8k.stage import *; run_stage(StageParams(**{params}))'
+    code = ('from fun_asr_8k.stage import run_stage; from fun_asr_8k.stage_config import StageParams; '
+            f'run_stage(StageParams(**{params}))')
     p = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)
     t0, victim = time.time(), None
