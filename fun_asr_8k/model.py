@@ -23,15 +23,16 @@ import yaml
 from fastcore.basics import patch
 from fastcore.script import call_parse
 
-import funasr.utils.fbank as _funasr_fbank_module   # funasr's fbank backend (kaldi_fbank takes its place)
-from funasr.register import tables
-import funasr.models.fun_asr_nano.model   # noqa: F401  (registers FunASRNano and the blocks it is made of)
-from funasr.models.fun_asr_nano.model import FunASRNano
-
 from .manifest import SR_WIDE, SYSTEM_PROMPT, prompt_of, read_manifest
 from .plan import FREEZE_PLANS, LORA
 from .sentences import characters
 from .store import funasr_quietly, shown
+
+# funasr after store, which imports it lean (91_store)
+import funasr.utils.fbank as _funasr_fbank_module   # funasr's fbank backend (kaldi_fbank takes its place)
+from funasr.register import tables
+import funasr.models.fun_asr_nano.model   # noqa: F401  (registers FunASRNano and the blocks it is made of)
+from funasr.models.fun_asr_nano.model import FunASRNano
 
 # %% ../nbs/02_model.ipynb #6807be6f
 QWEN3_0_6B = dict(architectures=['Qwen3ForCausalLM'], model_type='qwen3', vocab_size=151936, hidden_size=1024,

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 import yaml
-from funasr.register import tables
 
 from .manifest import SR_WIDE, read_audio
 from .model import apply_freeze_plan, block_table, decodable, decode, input_size, token_budget
@@ -25,6 +24,8 @@ from .stage_config import (StageParams, funasr_config, mix_hotwords, mix_replay,
                                      stage_given, stage_inputs)
 from .train import dev_sample, read_log, trained_epochs
 from .checkpoints import changed_blocks, choose_checkpoint, finalize_lora, saved_llm, state_of
+
+from funasr.register import tables   # after store, which imports funasr lean (91_store)
 
 # %% ../nbs/06_stage.ipynb #0d456eec
 def launch_command(p: StageParams, config: Path) -> tuple[list[str], dict]:

@@ -51,6 +51,30 @@ def test_the_scan_sees_imports_inside_functions(tmp_path):
     assert project_imports(tmp_path / 'x.py') == [('store', ['write_atomic'], 1), ('train', ['_tail'], 3),
                                                   ('model', [], 4)]
 
+def test_funasr_comes_after_store():
+    "store imports funasr lean (91_store): a module that imports funasr at its top imports the project first."
+    late = []
+    for m in modules():
+        body = ast.parse((PKG / f'{m}.py').read_text()).body
+        first = lambda hit: next((n.lineno for n in body if isinstance(n, (ast.Import, ast.ImportFrom)) and hit(n)),
+                                 None)
+        funasr = first(lambda n: any(a.name.split('.')[0] == 'funasr' for a in n.names) if isinstance(n, ast.Import)
+                       else (n.module or '').split('.')[0] == 'funasr')
+        project = first(lambda n: isinstance(n, ast.ImportFrom) and n.level == 1)
+        if funasr and m != 'store' and (project is None or project > funasr):
+            late.append(f'fun_asr_8k/{m}.py:{funasr} imports funasr before the project (and so before store)')
+    assert not late, '\n'.join(late)
+
+def test_the_package_imports_funasr_lean():
+    "Every module imported, the last layer first: funasr's own __init__ (every model family) never ran."
+    import subprocess, sys
+    code = ('import importlib, sys; [importlib.import_module(f"fun_asr_8k.{m}") for m in sys.argv[1:]]; '
+            'import funasr; print(funasr._fa8k_full, sum(k.startswith("funasr.models.") and k.count(".") == 2 '
+            'for k in sys.modules))')
+    out = subprocess.run([sys.executable, '-c', code, *reversed(LAYERS)], capture_output=True, text=True, check=True)
+    full, families = out.stdout.split()
+    assert (full, int(families) <= 6) == ('False', True), out.stdout
+
 def code_cells(nb: str) -> list[str]:
     cells = json.loads((ROOT / 'nbs' / f'{nb}.ipynb').read_text())['cells']
     return [''.join(c['source']) for c in cells
