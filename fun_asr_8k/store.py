@@ -10,8 +10,8 @@ __all__ = ['FUNASR_MODULES', 'RECORDED_PACKAGES', 'atomic_path', 'write_atomic',
            'lean_funasr', 'package_versions', 'peak_rss_mb', 'proportional_mb', 'TreeMemory']
 
 # %% ../nbs/91_store.ipynb #ad58f840
-import importlib, importlib.util, io, itertools, json, logging, multiprocessing as mp, os, re, resource, shutil, subprocess, sys
-import time
+import importlib, importlib.util, io, itertools, json, logging, multiprocessing as mp, os, re, resource, shutil
+import subprocess, sys, time
 from array import array
 from collections import Counter
 from contextlib import contextmanager, redirect_stdout
