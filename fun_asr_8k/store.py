@@ -12,7 +12,7 @@ __all__ = ['FUNASR_MODULES', 'FUNASR_ADDED_TABLES', 'RECORDED_PACKAGES', 'atomic
 
 # %% ../nbs/91_store.ipynb #ad58f840
 import importlib, importlib.util, io, itertools, json, logging, multiprocessing as mp, os, re, resource, shutil
-import socket, subprocess, sys, time
+import socket, subprocess, sys, time, warnings
 from array import array
 from collections import Counter
 from contextlib import contextmanager, redirect_stdout
@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from fastcore.basics import patch
-from tqdm import tqdm
+from tqdm import TqdmWarning, tqdm
 
 # %% ../nbs/91_store.ipynb #209919be
 _TMP_IDS = itertools.count()
@@ -504,6 +504,10 @@ def lean_funasr() -> bool:
     return True
 
 lean_funasr()
+# funasr's own __init__ ignores every warning of the process (utils/export_utils.py: `filterwarnings("ignore")`); the
+# lean package does not, so a run says the warnings it meets, but for one: tqdm.auto, which transformers imports, finds
+# no ipywidgets in a notebook kernel and says so at every kernel's start
+warnings.filterwarnings('ignore', message='IProgress not found', category=TqdmWarning)
 
 # %% ../nbs/91_store.ipynb #a9c2eb70
 RECORDED_PACKAGES = ('torch', 'funasr', 'transformers', 'peft', 'numpy', 'scipy', 'soxr', 'av', 'soundfile',
