@@ -80,7 +80,7 @@ def choose_checkpoint(p: StageParams, cfg: dict, out: Path) -> tuple[Path, dict]
     items = dev_sample(f['dev_data'], f['dev_utts'], f['dev_seed'])
     am = stage_model(p, cfg)
     kw = dict(tokenizer=am.kwargs['tokenizer'], frontend=am.kwargs['frontend'], device=am.kwargs['device'],
-              keywords=f.get('keywords'))
+              keywords=f.get('keywords'), workers=p.nproc if str(am.kwargs['device']) == 'cpu' else 1)
     start = dev_scores(am.model, items, **kw)
     cands = [dict(name=f"epoch {l['epoch']}", epochs=[l['epoch']], cer=l['dev_cer'], kwer=l.get('dev_kwer'))
              for l in lines]

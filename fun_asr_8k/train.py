@@ -9,7 +9,7 @@ __all__ = ['DEV_BATCH', 'EXIT_FALLBACK', 'new_pass', 'Fa8kTrainer', 'saved_at', 
            'not_converging', 'peak_memory', 'train_worker_cli', 'read_log', 'trained_epochs']
 
 # %% ../nbs/04_train.ipynb #2ab12e69
-import hashlib, json, logging, os, random, re, signal, sys, time
+import hashlib, json, logging, multiprocessing, os, random, re, signal, sys, time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -373,8 +373,12 @@ def dev_sample(dev_data, n: int, seed: int = 0) -> list:
 
 DEV_BATCH = 32   # utterances a decoding call (100 dev utterances: 3.1 -> 1.8 s on one core, the same transcripts)
 
-def dev_hyps(model, items: list, tokenizer, frontend, device='cpu', batch: int = DEV_BATCH) -> list[str]:
-    "Transcripts of `items` (in their order) by `model`, decoded longest first in batches of `batch`."
+def dev_hyps(model, items: list, tokenizer, frontend, device='cpu', batch: int = DEV_BATCH,
+             workers: int = 1) -> list[str]:
+    """Transcripts of `items` (in their order) by `model`, decoded longest first in batches of `batch`; `workers` > 1
+    (CPU only): this process and copies of it forked with the model each decode every `workers`-th item."""
+    if workers > 1 and len(items) > 1: return _forked_hyps(model, items, workers, tokenizer=tokenizer,
+                                                           frontend=frontend, device=device, batch=batch)
     audio = [read_audio(it.source) for it in items]
     order, hyps = sorted(range(len(items)), key=lambda i: -len(audio[i])), [None] * len(items)
     for s in range(0, len(order), batch):
@@ -384,15 +388,49 @@ def dev_hyps(model, items: list, tokenizer, frontend, device='cpu', batch: int =
             hyps[i] = h
     return hyps
 
+def _share_hyps(conn, model, items: list, kw: dict):
+    "A forked decoder: the transcripts of its share sent back, or what went wrong."
+    torch.set_num_threads(1)   # the process it was forked from may have used OpenMP's pool, which a fork does not copy
+    try: conn.send(('ok', dev_hyps(model, items, **kw)))
+    except BaseException as e: conn.send(('error', f'{type(e).__name__}: {e}'))
+    finally: conn.close()
+
+def _forked_hyps(model, items: list, workers: int, **kw) -> list[str]:
+    "`dev_hyps` shared as the training ranks share an epoch's dev sample: share r is items r, r + workers, ..."
+    if str(kw['device']) != 'cpu': raise ValueError(f"forked decoding is for the CPU, not {kw['device']}")
+    ctx, shares, jobs = multiprocessing.get_context('fork'), [range(r, len(items), workers) for r in range(workers)], []
+    try:
+        for share in shares[1:]:
+            recv, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_share_hyps, args=(send, model, [items[i] for i in share], kw), daemon=True)
+            proc.start(); send.close(); jobs.append((proc, recv))
+        threads = torch.get_num_threads(); torch.set_num_threads(1)   # one core a decoder
+        try: got = [dev_hyps(model, [items[i] for i in shares[0]], **kw)]
+        finally: torch.set_num_threads(threads)
+        for r, (proc, recv) in enumerate(jobs, 1):
+            try: status, out = recv.recv()
+            except EOFError: proc.join(); status, out = 'error', f'ended without its transcripts (exit {proc.exitcode})'
+            if status != 'ok': raise RuntimeError(f'dev decoding, share {r} of {workers} (a forked process): {out}')
+            got.append(out)
+    finally:
+        for proc, _ in jobs:
+            proc.join(timeout=5)
+            if proc.is_alive(): proc.kill(); proc.join()
+    hyps = [None] * len(items)
+    for share, out in zip(shares, got):
+        for i, h in zip(share, out): hyps[i] = h
+    return hyps
+
 def score_dev(items: list, hyps: list[str], keywords=None) -> dict:
     "CER (and KWER with a keyword file) in % of the transcripts `hyps` of `items`."
     pairs = [dict(key=it.key, ref=it.target or '', hyp=h) for it, h in zip(items, hyps)]
     m = score(pairs, read_keywords(keywords) if keywords else [], n_boot=0)
     return dict(cer=round(100 * m['cer'], 2), kwer=None if m['kwer'] is None else round(100 * m['kwer'], 2))
 
-def dev_scores(model, items: list, tokenizer, frontend, device='cpu', keywords=None, batch: int = DEV_BATCH) -> dict:
-    "CER (and KWER with a keyword file) in % of `items` decoded by `model`."
-    return score_dev(items, dev_hyps(model, items, tokenizer, frontend, device, batch), keywords)
+def dev_scores(model, items: list, tokenizer, frontend, device='cpu', keywords=None, batch: int = DEV_BATCH,
+               workers: int = 1) -> dict:
+    "CER (and KWER with a keyword file) in % of `items` decoded by `model` (`workers`: `dev_hyps`)."
+    return score_dev(items, dev_hyps(model, items, tokenizer, frontend, device, batch, workers), keywords)
 
 # %% ../nbs/04_train.ipynb #1296f854
 def not_converging(losses: list[float], min_drop: float = NOT_CONVERGING, min_steps: int = 20) -> dict | None:
