@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['DEV_BATCH', 'EXIT_FALLBACK', 'new_pass', 'Fa8kTrainer', 'saved_at', 'patience_spent', 'param_digest',
            'atomic_torch_save', 'split_batch', 'batch_keys', 'reorder', 'split_parts', 'Fallback', 'trained_source',
-           'decoded_source', 'source_text', 'prompt_pair', 'dev_sample', 'dev_hyps', 'score_dev', 'dev_scores',
-           'not_converging', 'peak_memory', 'train_worker_cli', 'read_log', 'trained_epochs']
+           'decoded_source', 'source_text', 'prompt_pair', 'dev_sample', 'dev_hyps', 'dev_share', 'score_dev',
+           'dev_scores', 'not_converging', 'peak_memory', 'train_worker_cli', 'read_log', 'trained_epochs']
 
 # %% ../nbs/04_train.ipynb #2ab12e69
 import hashlib, json, logging, multiprocessing, os, random, re, signal, sys, time
@@ -388,6 +388,10 @@ def dev_hyps(model, items: list, tokenizer, frontend, device='cpu', batch: int =
             hyps[i] = h
     return hyps
 
+def dev_share(n: int, rank: int, world: int) -> range:
+    "The dev items that decoder `rank` of `world` decodes: every `world`-th, from the `rank`-th."
+    return range(rank, n, world)
+
 def _share_hyps(conn, model, items: list, kw: dict):
     "A forked decoder: the transcripts of its share sent back, or what went wrong."
     torch.set_num_threads(1)   # the process it was forked from may have used OpenMP's pool, which a fork does not copy
@@ -398,7 +402,8 @@ def _share_hyps(conn, model, items: list, kw: dict):
 def _forked_hyps(model, items: list, workers: int, **kw) -> list[str]:
     "`dev_hyps` shared as the training ranks share an epoch's dev sample: share r is items r, r + workers, ..."
     if str(kw['device']) != 'cpu': raise ValueError(f"forked decoding is for the CPU, not {kw['device']}")
-    ctx, shares, jobs = multiprocessing.get_context('fork'), [range(r, len(items), workers) for r in range(workers)], []
+    ctx, jobs = multiprocessing.get_context('fork'), []
+    shares = [dev_share(len(items), r, workers) for r in range(workers)]
     try:
         for share in shares[1:]:
             recv, send = ctx.Pipe(duplex=False)
@@ -475,7 +480,7 @@ def validate_epoch(self: Fa8kTrainer, model=None, dataloader_val=None, epoch=Non
     f, dev, hyps = self.fa8k, {}, None
     if f.get('dev_utts') and self.model_kwargs:   # each rank decodes its share of the sample, rank 0 scores them all
         items = dev_sample(f['dev_data'], f['dev_utts'], f.get('dev_seed', 0))
-        share = range(self.rank, len(items), self.world_size) if ranks else range(len(items))
+        share = dev_share(len(items), self.rank, self.world_size) if ranks else range(len(items))
         hyps = dict(zip(share, dev_hyps(model, [items[i] for i in share], **self.model_kwargs, device=self.device)))
         if ranks:
             shares = [None] * self.world_size
