@@ -376,7 +376,8 @@ def prep(general_dir, telephone_dir, out, channel: str = 'plan', seed: int = 0, 
     run = dict(workers=workers, shard=shard, progress=progress)
     reports = {name: {} for name in dict.fromkeys(name for name, *_ in todo)}
     with exclusive_lock(data / '.journal' / f'stage0-{i}-of-{n}.lock', f'Stage 0 shard {i}/{n} of {data}'):
-        for name, split, _, _ in todo: sweep_stale(data / name, data / name / '.reports', data / name / split)
+        sweep_stale(*dict.fromkeys(f for name, split, _, _ in todo for f in (data / name, data / name / '.reports',
+                                                                           data / name / split)))
         for name, split, manifest, formatted in todo:
             d, ds = data / name, DATA_SETS[name]
             # the training sets' channel is `channel` (the plan's by default); an evaluation set keeps its own
