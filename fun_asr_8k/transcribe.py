@@ -272,7 +272,7 @@ def transcribe_call(am, key: str, tracks: list, names: list, cfg: VadConfig = Va
                     batch: int = 16, opts: dict | None = None, regions: list | None = None) -> dict:
     "A call's turns (speaker, start, end, text, characters with times, guards fired) in time order, and its seconds."
     opts = dict(dict(device='cpu', max_length=512, itn=True), **(opts or {}))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     regions = regions if regions is not None else speech_regions(tracks, cfg)
     t_vad = time.perf_counter()
     segs, ctc = _segments(tracks, names, regions, cfg), has_ctc(am.model)
@@ -293,7 +293,8 @@ def transcribe_call(am, key: str, tracks: list, names: list, cfg: VadConfig = Va
     turns = [{k: s[k] for k in ('speaker', 'start', 'end', 'text', 'chars', 'guards')}
              for s in sorted(segs, key=lambda s: (s['start'], s['speaker']))]
     return dict(turns=turns, regions=[[list(r) for r in regs] for regs in regions], vad_s=round(t_vad - t0, 3),
-                decode_s=round(t_dec - t_vad, 3), align_s=round(time.perf_counter() - t_dec, 3))
+                decode_s=round(t_dec - t_vad, 3), align_s=round(time.perf_counter() - t_dec, 3),
+                cpu_s=round(time.process_time() - c0, 3))
 
 # %% ../nbs/45_transcribe.ipynb #54ad6ad7
 def _ts(s: float) -> str: return f'{int(s // 3600):02d}:{int(s % 3600 // 60):02d}:{s % 60:06.3f}'
@@ -331,16 +332,17 @@ def _fingerprint(path) -> dict:
     st = (p / 'model.pt' if p.is_dir() else p).stat()
     return dict(bytes=st.st_size, mtime=int(st.st_mtime))
 
-def cached_regions(vad_dir: Path, key: str, source: Path, tracks: list, cfg: VadConfig) -> tuple[list, float]:
-    "Speech regions of a call's tracks and the seconds finding them took, from `vad_dir` when found there."
+def cached_regions(vad_dir: Path, key: str, source: Path, tracks: list, cfg: VadConfig) -> tuple[list, float, float]:
+    "Speech regions of a call's tracks, and the wall and CPU seconds finding them took, from `vad_dir` when there."
     f = Path(vad_dir) / f'{key}.json'
     me = dict(source=str(Path(source).absolute()), **_fingerprint(source), vad=asdict(cfg), tracks=len(tracks))
-    if f.is_file() and (c := json.loads(f.read_text()))['call'] == me: return c['regions'], c['seconds']
-    t = time.perf_counter()
+    if f.is_file() and (c := json.loads(f.read_text()))['call'] == me and 'cpu_seconds' in c:
+        return c['regions'], c['seconds'], c['cpu_seconds']
+    t, cpu = time.perf_counter(), time.process_time()
     regions = [[list(r) for r in regs] for regs in speech_regions(tracks, cfg)]
-    seconds = round(time.perf_counter() - t, 3)
-    write_atomic(f, json.dumps(dict(call=me, regions=regions, seconds=seconds)))
-    return regions, seconds
+    seconds, cpu = round(time.perf_counter() - t, 3), round(time.process_time() - cpu, 3)
+    write_atomic(f, json.dumps(dict(call=me, regions=regions, seconds=seconds, cpu_seconds=cpu)))
+    return regions, seconds, cpu
 
 CHAR_TIMES = {True: "from the CTC head, by forced alignment of each segment's transcript (ctc_align)",
               False: 'absent: the model has no trained CTC branch (the released checkpoint has none; stage 2 '
@@ -370,16 +372,17 @@ def transcribe(calls, model_path, out_dir, hotwords=None, channels: str = 'agent
                        disable=not progress) as bar:
         for i, (key, src) in enumerate(items, 1):
             if i in finished: continue
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             try: tracks, sr = read_call(src, max_minutes)
             except AudioError as e:
                 skipped.append(dict(key=key, source=str(src), reason=e.reason, detail=str(e))); bar.update(); continue
             tracks, names = speakers_of(tracks, channels)
-            read_s = time.perf_counter() - t
-            regions, vad_s = cached_regions(vad_dir or out / '.vad', key, src, tracks, cfg)
+            read_s, read_cpu = time.perf_counter() - t, time.process_time() - cpu
+            regions, vad_s, vad_cpu = cached_regions(vad_dir or out / '.vad', key, src, tracks, cfg)
             am = am or decodable(loader())
             r = transcribe_call(am, key, tracks, names, cfg, hw, batch, opts, regions)
-            r.update(read_s=round(read_s, 3), vad_s=vad_s)   # the VAD's seconds as measured where it ran
+            # the VAD's seconds as measured where it ran; CPU seconds: this process's own, whatever else runs
+            r.update(read_s=round(read_s, 3), vad_s=vad_s, cpu_s=round(r['cpu_s'] + read_cpu + vad_cpu, 3))
             write_call(out, key, r['turns'])
             journal.append([dict(line=i, key=key, source=str(src), seconds=round(len(tracks[0]) / SR_WIDE, 3),
                                  sample_rate=sr, speakers=names, ctc=has_ctc(am.model), **r)])
@@ -388,10 +391,12 @@ def transcribe(calls, model_path, out_dir, hotwords=None, channels: str = 'agent
 
 # %% ../nbs/45_transcribe.ipynb #e4f82e6c
 def _summary(out: Path, items, done, finished, skipped, resumed, settings, hotwords, device, batch, t0) -> dict:
-    "summary.json of a run: calls transcribed and skipped, guards fired, real-time factor; written atomically."
+    "summary.json of a run: calls transcribed and skipped, guards fired, real-time factors; written atomically."
     recs = [done[i] for i in sorted(finished)]
     audio_s = sum(r['seconds'] for r in recs)
     compute = {k: round(sum(r[k] for r in recs), 3) for k in ('read_s', 'vad_s', 'decode_s', 'align_s')}
+    cpu = [r.get('cpu_s') for r in recs]   # None: a call journaled by a version that did not count it
+    cpu_s = round(sum(cpu), 3) if None not in cpu else None
     guards = {}
     for g in (g for r in recs for t in r['turns'] for g in t['guards']):
         guards[g['guard']] = guards.get(g['guard'], 0) + 1
@@ -399,8 +404,9 @@ def _summary(out: Path, items, done, finished, skipped, resumed, settings, hotwo
     s = dict(n_calls=len(items), n_transcribed=len(recs), n_skipped=len(skipped), skipped=skipped, n_resumed=resumed,
              n_turns=sum(len(r['turns']) for r in recs), n_without_speech=sum(not r['turns'] for r in recs),
              guards=dict(sorted(guards.items())), audio_s=round(audio_s, 3), **compute,
-             compute_s=round(sum(compute.values()), 3),
+             compute_s=round(sum(compute.values()), 3), cpu_s=cpu_s,
              rtf=round(sum(compute.values()) / audio_s, 4) if audio_s else None,
+             cpu_rtf=round(cpu_s / audio_s, 4) if audio_s and cpu_s is not None else None,
              char_times=CHAR_TIMES[ctc.pop()] if len(ctc) == 1 else 'per call (calls.jsonl)',
              wall_s=round(time.time() - t0, 2),
              calls={r['key']: dict(seconds=r['seconds'], speakers=r['speakers'], turns=len(r['turns'])) for r in recs},
@@ -416,7 +422,8 @@ def transcribe_line(s: dict) -> str:
     return (f"{s['n_transcribed']} of {s['n_calls']} calls transcribed ({s['n_resumed']} from an earlier run), "
             f"{s['n_turns']} turns, {s['n_without_speech']} without speech"
             + (f", {s['n_skipped']} SKIPPED ({skipped})" if s['n_skipped'] else '')
-            + f"; {s['audio_s']:.1f} s of calls in {s['compute_s']:.1f} s, RTF {s['rtf']}; "
+            + f"; {s['audio_s']:.1f} s of calls in {s['compute_s']:.1f} s ({s['cpu_s']} s of CPU), RTF {s['rtf']} "
+            f"(CPU {s['cpu_rtf']}); "
             f"guards {s['guards'] or 'none'}")
 
 # %% ../nbs/45_transcribe.ipynb #e737d3ec
@@ -507,7 +514,8 @@ def score_calls(calls_manifest, out_dir, keywords=()) -> dict:
                 segments=seg, start_error_ms=_median_ms(err['s']), end_error_ms=_median_ms(err['e']),
                 n_matched=len(err['s']), char_start_error_ms=_median_ms(err['cs']),
                 char_end_error_ms=_median_ms(err['ce']), n_char_timed=len(err['cs']), hotwords_in_silence=in_silence,
-                guards=run['guards'], rtf=run['rtf'], char_times=run['char_times'], normaliser=alls['normaliser'])
+                guards=run['guards'], rtf=run['rtf'], cpu_rtf=run['cpu_rtf'], char_times=run['char_times'],
+                normaliser=alls['normaliser'])
 
 # %% ../nbs/45_transcribe.ipynb #1ea37a55
 CJK_FONTS = ('/usr/share/fonts/truetype/wqy/wqy-microhei.ttc', '/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc')

@@ -89,6 +89,7 @@ def test_calls_in_outputs_and_counted_skips(calls, tiny_model, tmp_path):
     assert {t['speaker'] for f in ('mono_call', 'mp3_call') for t in map(json.loads, (out / f'{f}.jsonl').open())} \
         == {'mono'}
     assert s['rtf'] > 0 and s['audio_s'] > 20
+    assert 0 < s['cpu_rtf'] == pytest.approx(s['cpu_s'] / s['audio_s'], rel=1e-2)   # the process's own CPU
     # a rerun transcribes nothing again and rewrites the same outputs
     before = {p.name: p.read_bytes() for p in out.glob('*.jsonl')}
     again = fa8k_transcribe(calls, '--model', tiny_model, '--out', out, '--quiet', 'True')
