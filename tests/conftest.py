@@ -68,9 +68,8 @@ def tree_bytes(d: Path) -> dict:
 @pytest.fixture(scope='session')
 def smoke_run(tmp_path_factory) -> dict:
     """The smoke experiment, run once for the whole test session: `fa8k-run 0 4` in a fresh folder, as `./run demo`
-    runs it (reports/smoke/run.json has
-    its seconds on 2 cores). FA8K_SMOKE_RUN=DIR reuses a finished run in DIR instead (a developer's
-    shortcut; CI never sets it)."""
+    runs it (reports/smoke/run.json has its seconds on 2 cores). FA8K_SMOKE_RUN=DIR reuses a finished run in DIR
+    instead (a developer's shortcut; CI never sets it)."""
     import os, subprocess
     given = os.environ.get('FA8K_SMOKE_RUN')
     d = Path(given) if given else tmp_path_factory.mktemp('smoke_run')
