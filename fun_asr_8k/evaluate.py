@@ -197,7 +197,7 @@ def long_calls_md(rows: list[dict]) -> str:
                       f"{ms(m['start_error_ms'])} / {ms(m['end_error_ms'])}",
                       f"{ms(m['char_start_error_ms'])} / {ms(m['char_end_error_ms'])}", m['hotwords_in_silence'],
                       ', '.join(f'{k} {v}' for k, v in m['guards'].items()) or 'none',
-                      f"{m['rtf']} / {m.get('cpu_rtf', 'n/a')}"])
+                      f"{m['rtf']} / {m.get('cpu_rtf') or 'n/a'}"])
     if not lines: return ''
     channels = ' / '.join(next(r['runs']['long_calls']['metrics']['cer_by_channel'] for r in rows
                                if 'long_calls' in r.get('runs', {})))
