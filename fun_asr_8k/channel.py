@@ -5,10 +5,11 @@
 # %% auto #0
 __all__ = ['FRAME', 'AMR_NB_MODES', 'CODECS', 'LOSS_MODELS', 'CONCEALMENTS', 'ORDERS', 'REALISTIC_CODECS', 'PRESETS',
            'TELEPHONE_MASK', 'speak', 'mulaw_encode', 'mulaw_decode', 'alaw_encode', 'alaw_decode', 'resample',
-           'fit_length', 'bandpass_sos', 'bandpass', 'to_int16', 'to_float', 'codec_needs_pyav', 'codec_delay',
-           'codec_roundtrip', 'lost_frames', 'conceal', 'rms', 'babble', 'noise_gain', 'BabblePool', 'ChannelConfig',
-           'missing_here', 'utterance_seed', 'draw_settings', 'simulate', 'frequency_response', 'mask_violations',
-           'load_babble_pool', 'simulate_manifest', 'channel_config', 'simulate_cli']
+           'fit_length', 'bandpass_sos', 'bandpass', 'to_int16', 'to_float', 'codec_needs_pyav', 'codec_missing',
+           'codec_delay', 'codec_roundtrip', 'lost_frames', 'conceal', 'rms', 'babble', 'noise_gain', 'BabblePool',
+           'ChannelConfig', 'missing_here', 'require_channel', 'utterance_seed', 'draw_settings', 'simulate',
+           'frequency_response', 'mask_violations', 'load_babble_pool', 'simulate_manifest', 'channel_config',
+           'simulate_cli']
 
 # %% ../nbs/00_channel_sim.ipynb #9cdcbe77
 import ctypes, ctypes.util, hashlib, heapq, io, json, math, shutil, subprocess
@@ -26,8 +27,8 @@ from scipy import signal
 
 from .manifest import (SR_NARROW, SR_WIDE, AudioError, ManifestTuples, FIELD_SPELLINGS, output_wav_path,
                                  read_audio, read_manifest, wav_bytes)
-from .store import (atomic_writer, cli_errors, by_module_name, nothing_kept_error, parse_shard, run_journaled, summary,
-                             write_atomic)
+from .store import (MachineLacks, atomic_writer, cli_errors, by_module_name, nothing_kept_error, parse_shard,
+                              run_journaled, summary, write_atomic)
 
 # %% ../nbs/00_channel_sim.ipynb #a74b4b27
 FRAME = 160       # one 20 ms codec frame at 8 kHz: the unit of packet loss
@@ -169,7 +170,7 @@ def _pyav_codec(codec: str, container: str, bit_rate: int | None = None, **optio
         y = to_float(y) if y.dtype == np.int16 else y.astype(np.float32)
         if frames[0].sample_rate != SR_NARROW: y = resample(y, frames[0].sample_rate, SR_NARROW)
         return to_int16(y)
-    roundtrip.pyav = True
+    roundtrip.pyav_encoder = codec
     return roundtrip
 
 # %% ../nbs/00_channel_sim.ipynb #be8de7f5
@@ -184,7 +185,18 @@ CODECS = {'none': None,
 
 def codec_needs_pyav(name: str) -> bool:
     "Whether codec `name` runs through PyAV (ffmpeg): G.726, AMR-NB, Opus; G.711 and GSM do not."
-    return getattr(CODECS[name], 'pyav', False)
+    return hasattr(CODECS[name], 'pyav_encoder')
+
+@lru_cache(None)
+def codec_missing(name: str) -> str | None:
+    "What this machine lacks to run codec `name` (PyAV, or the encoder in PyAV's ffmpeg); None when it can run."
+    if not codec_needs_pyav(name): return None
+    try: import av
+    except ImportError: return 'PyAV is not installed'
+    encoder = CODECS[name].pyav_encoder
+    try: av.codec.Codec(encoder, 'w')
+    except av.codec.codec.UnknownCodecError: return f'PyAV {av.__version__} has no {encoder} encoder'
+    return None
 
 # %% ../nbs/00_channel_sim.ipynb #454c7d18
 def _delay_probe() -> np.ndarray:
@@ -208,6 +220,7 @@ def codec_roundtrip(x: np.ndarray, name: str) -> np.ndarray:
     "Encode and decode int16 8 kHz audio with codec `name`; delay removed, same length out."
     if name not in CODECS: raise KeyError(f"unknown codec {name!r}; known: {', '.join(CODECS)}")
     if CODECS[name] is None: return np.asarray(x, np.int16)
+    if why := codec_missing(name): raise MachineLacks(f'codec {name!r} cannot run on this machine: {why}')
     d = codec_delay(name)
     return fit_length(CODECS[name](np.concatenate([x, np.zeros(d + 2 * FRAME, np.int16)]))[d:], len(x))
 
@@ -235,7 +248,7 @@ def _spandsp():
     "spandsp's G.711 Appendix I packet-loss concealment, through ctypes."
     try: lib = ctypes.CDLL(ctypes.util.find_library('spandsp') or 'libspandsp.so.2')
     except OSError as e:
-        raise RuntimeError("concealment='plc' needs libspandsp.so.2: `apt-get install libspandsp2` "
+        raise MachineLacks("concealment='plc' needs libspandsp.so.2: `apt-get install libspandsp2` "
                            "(./run setup does it)") from e
     lib.plc_init.restype, lib.plc_init.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
     for f in (lib.plc_rx, lib.plc_fillin): f.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int16), ctypes.c_int]
@@ -349,13 +362,17 @@ PRESETS = {'plan': ChannelConfig(),
 
 # %% ../nbs/00_channel_sim.ipynb #5c3128dd
 def missing_here(cfg: ChannelConfig) -> list[str]:
-    "What channel `cfg` needs that this machine lacks: PyAV for some codecs, libspandsp2 for the PLC (offline nodes)."
-    try: import av; out = []   # noqa: F401
-    except ImportError: out = [f'{n} (PyAV)' for n, _ in cfg.codecs if codec_needs_pyav(n)]
+    "What channel `cfg` needs that this machine lacks: PyAV or an encoder for some codecs, libspandsp2 for the PLC."
+    out = [f'{n} ({why})' for n, _ in cfg.codecs if (why := codec_missing(n))]
     if cfg.concealment == 'plc':
         try: _spandsp()
-        except RuntimeError: out.append('plc concealment (libspandsp2)')
+        except MachineLacks: out.append('plc concealment (libspandsp2)')
     return out
+
+def require_channel(cfg: ChannelConfig, what: str):
+    "Stop, naming `what`, when this machine lacks anything channel `cfg` needs: a set it makes must have all of it."
+    if missing := missing_here(cfg):
+        raise MachineLacks(f"{what} needs the {cfg.preset} channel, and this machine lacks: {', '.join(missing)}")
 
 # %% ../nbs/00_channel_sim.ipynb #93700d32
 def utterance_seed(seed: int, key: str) -> int:

@@ -19,7 +19,7 @@ import soundfile as sf
 from fastcore.script import call_parse
 from tqdm import tqdm
 
-from .channel import PRESETS, BabblePool, resample, rms, simulate, speak
+from .channel import PRESETS, BabblePool, require_channel, resample, rms, simulate, speak
 from .data import transcript_problem
 from .manifest import SR_NARROW, SR_WIDE, read_audio, read_manifest, wav_bytes
 from .sentences import KEYWORDS, PITCH, SENTENCES, WPM, hotword_list, test_sentences, voice_split
@@ -152,6 +152,7 @@ def make_corpus(out_dir, spec: CorpusSpec = CorpusSpec(), threads: int = 2, prog
     info_path = out_dir / 'corpus.json'
     _claim_corpus_dir(out_dir, spec)
     if info_path.exists(): return json.loads(info_path.read_text())
+    if spec.tel_train + spec.tel_dev + spec.tel_test: require_channel(PRESETS['realistic'], 'the telephone set')
     plan = plan_corpus(spec)
     def path_of(u): return out_dir / u['domain'] / 'wav' / u['manifest'] / f"{u['key']}.wav"
     with ThreadPoolExecutor(threads) as ex:
@@ -298,6 +299,7 @@ def make_long_calls(corpus_dir, out_dir, spec: LongCallSpec = LongCallSpec()) ->
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir).absolute()
     manifest, wanted = out_dir / 'calls.jsonl', json.dumps(asdict(spec), indent=1) + '\n'
     if manifest.exists() and (out_dir / 'spec.json').read_text() == wanted: return manifest
+    require_channel(PRESETS['realistic'], 'the long calls')
     rng = np.random.default_rng([20_000, spec.seed, ('test', 'dev').index(spec.split)])
     lines = _long_call_lines(corpus_dir, spec.split, rng)
     babble = list(read_manifest(corpus_dir / 'general' / 'train_M.jsonl', skip_bad=True))[:50]

@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['FUNASR_MODULES', 'FUNASR_ADDED_TABLES', 'RECORDED_PACKAGES', 'atomic_path', 'sweep_stale', 'write_atomic',
            'named_os_errors', 'atomic_writer', 'md_table', 'unwritable_folder', 'summary', 'parse_shard',
-           'JournalIndex', 'read_journals', 'by_module_name', 'JournalBusy', 'exclusive_lock', 'Journal', 'pooled',
-           'run_journaled', 'finishing_lock', 'cli_errors', 'NothingKept', 'nothing_kept_error', 'shown',
-           'command_line', 'funasr_quietly', 'funasr_in_full', 'lean_funasr', 'package_versions', 'peak_rss_mb',
-           'proportional_mb', 'TreeMemory']
+           'JournalIndex', 'read_journals', 'by_module_name', 'JournalBusy', 'MachineLacks', 'exclusive_lock',
+           'Journal', 'pooled', 'run_journaled', 'finishing_lock', 'cli_errors', 'NothingKept', 'nothing_kept_error',
+           'shown', 'command_line', 'funasr_quietly', 'funasr_in_full', 'lean_funasr', 'package_versions',
+           'peak_rss_mb', 'proportional_mb', 'TreeMemory']
 
 # %% ../nbs/91_store.ipynb #ad58f840
 import importlib, importlib.util, io, itertools, json, logging, multiprocessing as mp, os, re, resource, shutil
@@ -218,6 +218,9 @@ def by_module_name(fn, module: str):
 class JournalBusy(RuntimeError):
     "Another run holds this shard of this folder; the message names it."
 
+class MachineLacks(RuntimeError):
+    "This machine lacks a library or an encoder that the run needs (a fault of the machine); the message names it."
+
 def exclusive_lock(path: Path, what: str):
     "An open file holding an exclusive lock on `path` (closing it unlocks); `JournalBusy` naming another holder."
     import fcntl, socket
@@ -363,6 +366,7 @@ def cli_errors(command: str):
         _exit(command, f'a worker process died ({e}): a fault of the machine (memory?), not of the data; '
                        'run again to resume', 1)
     except JournalBusy as e: _exit(command, str(e), 1)
+    except MachineLacks as e: _exit(command, f'{e} (a fault of the machine, not of the data)', 1)
 
 def _exit(command: str, message: str, code: int):
     print(f'{command}: error: {message}', file=sys.stderr); sys.exit(code)
