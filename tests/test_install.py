@@ -1,12 +1,12 @@
 ("An offline GPU node: a wheelhouse made here installs into a fresh venv with no index, beside the node's own "
  "torch, and the training and evaluation import (and run) without PyAV.")
 import json, os, subprocess, sys
-from importlib.metadata import distribution
+from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
 import pytest
 from conftest import ROOT, cli
 from fun_asr_8k.plan import RELEASED_TINY
-from fun_asr_8k.wheelhouse import closure
+from fun_asr_8k.wheelhouse import canonical, closure
 
 TRAINING = 'import fun_asr_8k.stage, fun_asr_8k.evaluate, fun_asr_8k.infer, fun_asr_8k.experiment, fun_asr_8k.rehearsal'
 
@@ -14,6 +14,21 @@ def test_training_and_evaluation_import_without_pyav():
     r = subprocess.run([sys.executable, '-c', f"import sys; sys.modules['av'] = None\n{TRAINING}"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+
+def test_setup_installs_the_versions_the_committed_report_recorded():
+    "constraints.txt, which `./run setup` installs, holds the committed smoke run's versions; this venv holds its pins."
+    pins = dict(line.split('==') for line in (ROOT / 'constraints.txt').read_text().splitlines()
+                if line and not line.startswith('#'))
+    recorded = json.loads((ROOT / 'reports' / 'smoke' / 'run.json').read_text())['versions']
+    differ = {n: (v, pins.get(canonical(n))) for n, v in recorded.items()
+              if n not in ('python', 'torch') and pins.get(canonical(n)) != v}
+    assert not differ, f'run.json against constraints.txt: {differ}'
+    assert not set(pins) & set(closure('torch')), 'torch and what it needs are installed first, on their own'
+    def here(n):
+        try: return version(n)
+        except PackageNotFoundError: return None
+    stale = {n: (v, here(n)) for n, v in pins.items() if here(n) not in (v, None)}
+    assert not stale, f'this venv against constraints.txt (./run lock after an upgrade): {stale}'
 
 def node_python(d: Path) -> Path:
     "A Python whose site-packages hold torch and what torch needs, nothing else: a GPU node's, in miniature."
