@@ -1,5 +1,5 @@
 "Shared fixtures: a small synthetic Mandarin manifest (espeak-ng), made once per test session."
-import json, sys
+import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
 import soundfile as sf
@@ -65,17 +65,51 @@ def tree_bytes(d: Path) -> dict:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob('*'))
             if p.is_file() and '.journal' not in p.parts}
 
+SMOKE_RUN_DEADLINE_S = 3600   # from its start: on 2 cores the run takes about 11 minutes alone, 25 beside the others
+
+def _reads_smoke_run(item) -> bool: return 'smoke_run' in getattr(item, 'fixturenames', ())
+
+def pytest_collection_modifyitems(items):
+    "The tests that read the smoke run go last, so that the run, started with the first test, goes on beside the rest."
+    items.sort(key=_reads_smoke_run)   # stable: each group keeps its order
+
+def _stop(proc):
+    "Stop the run as Ctrl-C does (its notebooks' kernels are shut down with what they started), then SIGKILL after 60 s."
+    for sig, wait in ((signal.SIGINT, 60), (signal.SIGKILL, None)):
+        try: os.killpg(proc.pid, sig)
+        except ProcessLookupError: return
+        try: proc.wait(timeout=wait); return
+        except subprocess.TimeoutExpired: pass
+
+@pytest.fixture(scope='session', autouse=True)
+def _smoke_run_started(request, tmp_path_factory):
+    """The smoke experiment, `fa8k-run 0 4` in a fresh folder as `./run demo` runs it, started with the session's first
+    test when a selected test reads it. The other tests, most of them one process at a time, leave a core idle that the
+    run's two training processes use (its notebooks run in scheduling groups of their own: the kernel shares the CPU
+    with the tests fairly). Stopped at the session's end if it is still running."""
+    if os.environ.get('FA8K_SMOKE_RUN') or not any(map(_reads_smoke_run, request.session.items)):
+        yield None
+        return
+    d, logs = tmp_path_factory.mktemp('smoke_run'), tmp_path_factory.mktemp('smoke_run_said')
+    with open(logs / 'stdout', 'w') as out, open(logs / 'stderr', 'w') as err:
+        proc = subprocess.Popen([cli('fa8k-run'), '0', '4', '--run_id', 'ci'], cwd=d, stdout=out,
+                                stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+    yield dict(dir=d, logs=logs, proc=proc, started=time.monotonic())
+    if proc.poll() is None: _stop(proc)
+
 @pytest.fixture(scope='session')
-def smoke_run(tmp_path_factory) -> dict:
-    """The smoke experiment, run once for the whole test session: `fa8k-run 0 4` in a fresh folder, as `./run demo`
-    runs it (reports/smoke/run.json has its seconds on 2 cores). FA8K_SMOKE_RUN=DIR reuses a finished run in DIR
-    instead (a developer's shortcut; CI never sets it)."""
-    import os, subprocess
-    given = os.environ.get('FA8K_SMOKE_RUN')
-    d = Path(given) if given else tmp_path_factory.mktemp('smoke_run')
-    r = None if given else subprocess.run([cli('fa8k-run'), '0', '4', '--run_id', 'ci'], cwd=d, capture_output=True,
-                                          text=True, timeout=2400)
-    said = '' if r is None else (r.stdout[-2500:] + '\n' + r.stderr[-5000:])
+def smoke_run(_smoke_run_started) -> dict:
+    """The smoke experiment, run once for the whole test session (`_smoke_run_started`), waited for here: its folder,
+    exit status, last words and report. FA8K_SMOKE_RUN=DIR reads a finished run in DIR instead (a developer's
+    shortcut; CI never sets it)."""
+    if given := os.environ.get('FA8K_SMOKE_RUN'): d, rc, said = Path(given), 0, ''
+    else:
+        s = _smoke_run_started
+        d, left = s['dir'], SMOKE_RUN_DEADLINE_S - (time.monotonic() - s['started'])
+        try: rc = s['proc'].wait(timeout=max(left, 1))
+        except subprocess.TimeoutExpired:
+            _stop(s['proc'])
+            rc = f'none: stopped after {SMOKE_RUN_DEADLINE_S} s'
+        said = (s['logs'] / 'stdout').read_text()[-2500:] + '\n' + (s['logs'] / 'stderr').read_text()[-5000:]
     runs = sorted((d / 'reports').glob('*/eval_metrics.json'))
-    return dict(dir=d, rc=0 if r is None else r.returncode, said=said, report=runs[-1].parent if runs else None,
-                exp=d / 'exp_output')
+    return dict(dir=d, rc=rc, said=said, report=runs[-1].parent if runs else None, exp=d / 'exp_output')
