@@ -95,13 +95,15 @@ def execute(notebook: str, out: Path, params: dict, cwd: Path, nice: int = 0) ->
     import papermill as pm
     t0 = time.time()
     low = dict(kernel_manager_class=_low_priority_kernels(nice)) if nice else {}
-    # the kernel's own log (ipykernel warns at every start that its local TCP sockets are not encrypted) and papermill's
-    # INFO lines (input, output, kernel: where a process has configured logging at INFO, funasr's builds do) are left
-    # out of the run's terminal; what the notebook's code prints or warns goes into the executed notebook as always
+    # the kernel's own log is left out of the run's terminal: ipykernel warns at every start that its local TCP sockets
+    # are not encrypted, and logs an ERROR when the SIGINT jupyter_client sends before every shutdown finds it still
+    # answering a message (now and then, on a busy machine); a kernel that fails is nbclient's error, which the run
+    # reports. So are papermill's INFO lines (input, output, kernel: where a process has configured logging at INFO,
+    # funasr's builds do). What the notebook's code prints or warns goes into the executed notebook as always
     logging.getLogger('papermill').setLevel(logging.WARNING)
     try: pm.execute_notebook(str(NBS / f'{notebook}.ipynb'), str(out), parameters=params, kernel_name='python3',
                              language='python', cwd=str(cwd), progress_bar=False, log_output=False,
-                             extra_arguments=['--IPKernelApp.log_level=ERROR'], **low)
+                             extra_arguments=['--IPKernelApp.log_level=CRITICAL'], **low)
     except pm.PapermillExecutionError as e:
         raise StageFailed(f'{notebook} failed ({out}):\n{e.ename}: {e.evalue}') from None
     return round(time.time() - t0, 1)

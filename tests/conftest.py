@@ -74,7 +74,7 @@ def pytest_collection_modifyitems(items):
     items.sort(key=_reads_smoke_run)   # stable: each group keeps its order
 
 def _stop(proc):
-    "Stop the run as Ctrl-C does (its notebooks' kernels are shut down with what they started), then SIGKILL after 60 s."
+    "Stop the run as Ctrl-C does (its notebooks' kernels are shut down with what they started); SIGKILL after 60 s."
     for sig, wait in ((signal.SIGINT, 60), (signal.SIGKILL, None)):
         try: os.killpg(proc.pid, sig)
         except ProcessLookupError: return
@@ -100,16 +100,16 @@ def _smoke_run_started(request, tmp_path_factory):
 @pytest.fixture(scope='session')
 def smoke_run(_smoke_run_started) -> dict:
     """The smoke experiment, run once for the whole test session (`_smoke_run_started`), waited for here: its folder,
-    exit status, last words and report. FA8K_SMOKE_RUN=DIR reads a finished run in DIR instead (a developer's
-    shortcut; CI never sets it)."""
-    if given := os.environ.get('FA8K_SMOKE_RUN'): d, rc, said = Path(given), 0, ''
+    exit status, last words, the folder of its whole stdout and stderr, and its report. FA8K_SMOKE_RUN=DIR reads a
+    finished run in DIR instead (a developer's shortcut; CI never sets it)."""
+    if given := os.environ.get('FA8K_SMOKE_RUN'): d, rc, said, logs = Path(given), 0, '', None
     else:
         s = _smoke_run_started
-        d, left = s['dir'], SMOKE_RUN_DEADLINE_S - (time.monotonic() - s['started'])
+        d, logs, left = s['dir'], s['logs'], SMOKE_RUN_DEADLINE_S - (time.monotonic() - s['started'])
         try: rc = s['proc'].wait(timeout=max(left, 1))
         except subprocess.TimeoutExpired:
             _stop(s['proc'])
             rc = f'none: stopped after {SMOKE_RUN_DEADLINE_S} s'
-        said = (s['logs'] / 'stdout').read_text()[-2500:] + '\n' + (s['logs'] / 'stderr').read_text()[-5000:]
+        said = (logs / 'stdout').read_text()[-2500:] + '\n' + (logs / 'stderr').read_text()[-5000:]
     runs = sorted((d / 'reports').glob('*/eval_metrics.json'))
-    return dict(dir=d, rc=rc, said=said, report=runs[-1].parent if runs else None, exp=d / 'exp_output')
+    return dict(dir=d, rc=rc, said=said, logs=logs, report=runs[-1].parent if runs else None, exp=d / 'exp_output')

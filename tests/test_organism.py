@@ -56,3 +56,11 @@ def test_pointers_and_report(smoke_run):
         ptr = pointer_path(run['exp'], stage)
         assert ptr.exists() and Path(ptr.read_text().strip()).exists(), f'{stage}: {ptr}'
     assert 'what the model organism must show' in (run['report'] / 'README.md').read_text()
+
+def test_the_terminal_carries_only_the_runs_own_lines(smoke_run):
+    "What fa8k-run printed (stdout and stderr): its step lines and its end; no kernel log, warning or traceback."
+    run = ran(smoke_run)
+    if run['logs'] is None: pytest.skip('FA8K_SMOKE_RUN: a run made elsewhere, whose terminal was not kept')
+    said = [l for f in ('stdout', 'stderr') for l in (run['logs'] / f).read_text().splitlines()]
+    others = [l for l in said if not l.startswith('== ')]
+    assert said and not others, f'fa8k-run printed {len(others)} lines not its own, the first: {others[:3]}'
