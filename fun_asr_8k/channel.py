@@ -23,7 +23,6 @@ import numpy as np
 import soundfile as sf
 import soxr
 from fastcore.script import call_parse
-from scipy import signal
 
 from .manifest import (SR_NARROW, SR_WIDE, AudioError, ManifestTuples, FIELD_SPELLINGS, output_wav_path,
                                  read_audio, read_manifest, wav_bytes)
@@ -122,10 +121,14 @@ def fit_length(x: np.ndarray, n: int) -> np.ndarray:
 @lru_cache(None)
 def bandpass_sos(low_hz: float = 300., high_hz: float = 3400., sr: int = SR_NARROW, order: int = 4) -> np.ndarray:
     "Second-order sections of the Butterworth telephone band-pass."
+    # scipy.signal is imported where it is used: its import takes 1.3 s of CPU (it imports scipy.stats), and most
+    # processes that import the channel (training, decoding, fa8k-transcribe) only resample
+    from scipy import signal
     return signal.butter(order, [low_hz, high_hz], btype='bandpass', fs=sr, output='sos')
 
 def bandpass(x: np.ndarray, low_hz: float = 300., high_hz: float = 3400., sr: int = SR_NARROW) -> np.ndarray:
     "Telephone band-pass of float audio at `sr`."
+    from scipy import signal
     return signal.sosfilt(bandpass_sos(low_hz, high_hz, sr), x).astype(np.float32)
 
 # %% ../nbs/00_channel_sim.ipynb #ca735f78
@@ -453,6 +456,7 @@ def frequency_response(cfg: ChannelConfig, seconds: float = 8.0, seed: int = 0) 
     "Frequencies (Hz) and gain (dB re 1 kHz) of the channel without babble and frame loss, measured with white noise."
     x = (0.1 * np.random.default_rng(seed).standard_normal(int(seconds * SR_WIDE))).astype(np.float32)
     y, _ = simulate(x, replace(cfg, snr_db=None, loss_rate=None), 'white-noise', seed)
+    from scipy import signal
     f, pxy = signal.csd(x, y, fs=SR_WIDE, nperseg=2048)
     _, pxx = signal.welch(x, fs=SR_WIDE, nperseg=2048)
     g = 20 * np.log10(np.abs(pxy) / pxx + 1e-12)
