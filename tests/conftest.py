@@ -1,4 +1,5 @@
-"Shared fixtures: a small synthetic Mandarin manifest (espeak-ng), made once per test session."
+"""Shared fixtures: a small synthetic Mandarin manifest (espeak-ng), made once per test session; the smoke experiment,
+started with the first test and run beside the others; helpers of the kill-and-resume tests."""
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
@@ -65,7 +66,7 @@ def tree_bytes(d: Path) -> dict:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob('*'))
             if p.is_file() and '.journal' not in p.parts}
 
-SMOKE_RUN_DEADLINE_S = 3600   # from its start: on 2 cores the run takes about 11 minutes alone, 25 beside the others
+SMOKE_RUN_DEADLINE_S = 3600   # from its start: on 2 cores the run took 10-11 minutes alone, 16.5 beside the others
 
 def _reads_smoke_run(item) -> bool: return 'smoke_run' in getattr(item, 'fixturenames', ())
 
