@@ -81,31 +81,41 @@ def _low_priority(nice: int):
     except OSError: pass   # no autogroups (or not Linux): nice alone orders the processes
     os.nice(nice)
 
-def _low_priority_kernels(nice: int):
-    "A jupyter kernel manager whose kernels run at low priority (`_low_priority`)."
+def _kernels(log, nice: int):
+    "A jupyter kernel manager whose kernels write their own output to `log` (a file) and run at `nice` (if not 0)."
     from functools import partial
     from jupyter_client.manager import AsyncKernelManager
-    class LowPriorityKernels(AsyncKernelManager):
+    class RunKernels(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
-            return await super()._async_launch_kernel(kernel_cmd, preexec_fn=partial(_low_priority, nice), **kw)
-    return LowPriorityKernels
+            if nice: kw['preexec_fn'] = partial(_low_priority, nice)
+            return await super()._async_launch_kernel(kernel_cmd, stdout=log, stderr=log, **kw)
+    return RunKernels
 
 def execute(notebook: str, out: Path, params: dict, cwd: Path, nice: int = 0) -> float:
-    "Execute `nbs/<notebook>.ipynb` with papermill into `out`; seconds taken. `StageFailed` with the notebook's error."
+    """Execute `nbs/<notebook>.ipynb` with papermill into `out`; seconds taken. `StageFailed` with the notebook's error.
+    The kernel's own output goes to `kernels.log` beside `out`."""
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
     t0 = time.time()
-    low = dict(kernel_manager_class=_low_priority_kernels(nice)) if nice else {}
-    # the kernel's own log is left out of the run's terminal: ipykernel warns at every start that its local TCP sockets
-    # are not encrypted, and logs an ERROR when the SIGINT jupyter_client sends before every shutdown finds it still
-    # answering a message (now and then, on a busy machine); a kernel that fails is nbclient's error, which the run
-    # reports. So are papermill's INFO lines (input, output, kernel: where a process has configured logging at INFO,
-    # funasr's builds do). What the notebook's code prints or warns goes into the executed notebook as always
+    # what the notebook's code prints or warns goes into the executed notebook. What the kernel process writes outside
+    # a cell goes to kernels.log, not to the run's terminal: ipykernel's log (it warns at every start that its local
+    # sockets are not encrypted, and logs an ERROR when the SIGINT jupyter_client sends before a shutdown finds it
+    # still answering), and what Python's logging says while the kernel shuts down (a record that can no longer reach
+    # the notebook is printed as '--- Logging error ---' and a traceback). papermill's INFO lines (input, output,
+    # kernel) are left out too: a process that configured logging at INFO (funasr's builds do) would print them
     logging.getLogger('papermill').setLevel(logging.WARNING)
-    try: pm.execute_notebook(str(NBS / f'{notebook}.ipynb'), str(out), parameters=params, kernel_name='python3',
-                             language='python', cwd=str(cwd), progress_bar=False, log_output=False,
-                             extra_arguments=['--IPKernelApp.log_level=CRITICAL'], **low)
-    except pm.PapermillExecutionError as e:
-        raise StageFailed(f'{notebook} failed ({out}):\n{e.ename}: {e.evalue}') from None
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with open(Path(out).parent / 'kernels.log', 'a') as log:
+        log.write(f'== {notebook} -> {Path(out).name} ({datetime.datetime.now().isoformat(timespec="seconds")})\n')
+        log.flush()
+        try: pm.execute_notebook(str(NBS / f'{notebook}.ipynb'), str(out), parameters=params, kernel_name='python3',
+                                 language='python', cwd=str(cwd), progress_bar=False, log_output=False,
+                                 kernel_manager_class=_kernels(log, nice))
+        except pm.PapermillExecutionError as e:
+            raise StageFailed(f'{notebook} failed ({out}):\n{e.ename}: {e.evalue}') from None
+        except DeadKernelError:   # the machine's fault, not the notebook's: killed (out of memory?) or crashed
+            raise StageFailed(f'{notebook}: its kernel died ({out}); what it wrote last is in {shown(Path(log.name))}. '
+                              'Run the same command again to resume') from None
     return round(time.time() - t0, 1)
 
 # %% ../nbs/50_experiment.ipynb #eec7d149

@@ -1,6 +1,6 @@
 ("fa8k-run, the whole smoke experiment, as a user runs it: killed and rerun, planted faults, missing inputs, "
- "reproducibility.")
-import json, os, signal, subprocess, time
+ "reproducibility; a kernel's own output and its death.")
+import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
 from conftest import ROOT, cli, tree_bytes
@@ -20,6 +20,33 @@ def test_missing_input_names_the_file_and_the_command(tmp_path):
     assert 'missing' in r.stderr and 'make it with' in r.stderr and 'exp_output' in r.stderr
     assert (tmp_path / 'reports' / 'missing' / '20_stage2.ipynb').exists(), (
         'the failed notebook stays in the run folder')
+
+def notebook_of(path: Path, cell: str):
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    nb.metadata['kernelspec'] = dict(name='python3', display_name='Python 3', language='python')
+    nbformat.write(nb, path)
+
+def test_a_kernels_own_output_goes_to_kernels_log_not_the_terminal(tmp_path):
+    "What a notebook's kernel process writes outside its cells (here at its exit) is in kernels.log, not on stderr."
+    notebook_of(tmp_path / 'exits.ipynb',
+                "import atexit, os\natexit.register(os.write, 2, b'the kernel at its exit\\n')\nprint('in the cell')")
+    code = ("import sys; from pathlib import Path; import fun_asr_8k.experiment as e; d = Path(sys.argv[1]); "
+            "e.NBS = d; e.execute('exits', d / 'run' / 'exits.ipynb', {}, d)")
+    r = subprocess.run([sys.executable, '-c', code, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and not r.stdout and not r.stderr, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+    assert 'in the cell' in (tmp_path / 'run' / 'exits.ipynb').read_text(), 'a cell prints into the notebook'
+    log = (tmp_path / 'run' / 'kernels.log').read_text()
+    assert log.startswith('== exits -> exits.ipynb') and 'the kernel at its exit' in log, log
+
+def test_a_kernel_killed_is_the_machines_fault_and_named(tmp_path, monkeypatch):
+    "A kernel killed in a cell (as the OOM killer does) stops the step with a message, not nbclient's traceback."
+    from fun_asr_8k import experiment
+    notebook_of(tmp_path / 'killed.ipynb', 'import os, signal\nos.kill(os.getpid(), signal.SIGKILL)')
+    monkeypatch.setattr(experiment, 'NBS', tmp_path)
+    with pytest.raises(experiment.StageFailed) as e:
+        experiment.execute('killed', tmp_path / 'run' / 'killed.ipynb', {}, tmp_path)
+    assert 'killed: its kernel died' in str(e.value) and 'kernels.log' in str(e.value) and 'again' in str(e.value)
 
 def epochs_of(train_log: Path) -> list[int]:
     return [json.loads(l)['epoch'] for l in open(train_log) if '"event": "epoch"' in l]
