@@ -14,7 +14,7 @@ from fastcore.script import call_parse
 
 from .corpus import CorpusSpec
 from .plan import DATA_SETS, RELEASED_TINY, exp_dir, plan_table, run_device
-from .store import command_line, md_table, package_versions, shown, write_atomic
+from .store import command_line, machine, md_table, package_versions, shown, write_atomic
 
 # %% ../nbs/50_experiment.ipynb #7dc3c7b6
 # the smoke demo on 2+ cores: two training processes a stage (the same recipe: each takes half of a step's batch;
@@ -290,7 +290,8 @@ def run_report(run_dir: Path, exp_output: Path, run: dict) -> str:
     md += ['## Wall time per run step', '', _walls_md(run), '']
     imgs = sorted(p.relative_to(run_dir) for p in run_dir.rglob('*.png'))
     if imgs: md += ['## Pictures', ''] + [f'![{p.stem}]({p})' for p in imgs] + ['']
-    md += ['## Environment', '', md_table([[k, v] for k, v in run['versions'].items()], ['package', 'version']), '']
+    md += ['## Environment', '', md_table([[k, v] for k, v in run.get('machine', {}).items()], ['machine', '']), '',
+           md_table([[k, v] for k, v in run['versions'].items()], ['package', 'version']), '']
     return '\n'.join(md)
 
 # %% ../nbs/50_experiment.ipynb #b72a267a
@@ -311,7 +312,7 @@ def run_experiment(start: int, stop: int, scale: str = 'smoke', run_id: str | No
     model_dir = str(paths.get('model_dir') or RELEASED_TINY)
     run = dict(run_id=run_id, scale=scale, start=start, stop=stop, seed=seed, started=started,
                command=command_line(), model_dir=model_dir, stage_params=stage_params or {},
-               versions=package_versions(), wall_s={}, beside={})
+               versions=package_versions(), machine=machine(), wall_s={}, beside={})
     if (run_dir / 'run.json').exists(): run['wall_s'] = json.loads((run_dir / 'run.json').read_text()).get('wall_s', {})
     # smoke scale on CPUs: the stages are decoded ahead for this run's evaluation (GPUs decode in 40_eval, on the GPU;
     # at full scale on a CPU a decode beside would hold a second 0.87 B model while a stage trains)

@@ -7,7 +7,7 @@ __all__ = ['FUNASR_MODULES', 'FUNASR_ADDED_TABLES', 'RECORDED_PACKAGES', 'atomic
            'named_os_errors', 'atomic_writer', 'md_table', 'unwritable_folder', 'summary', 'parse_shard',
            'JournalIndex', 'read_journals', 'by_module_name', 'JournalBusy', 'MachineLacks', 'exclusive_lock',
            'Journal', 'pooled', 'run_journaled', 'finishing_lock', 'cli_errors', 'NothingKept', 'nothing_kept_error',
-           'shown', 'command_line', 'funasr_quietly', 'funasr_in_full', 'lean_funasr', 'package_versions',
+           'shown', 'command_line', 'funasr_quietly', 'funasr_in_full', 'lean_funasr', 'package_versions', 'machine',
            'peak_rss_mb', 'proportional_mb', 'TreeMemory']
 
 # %% ../nbs/91_store.ipynb #ad58f840
@@ -525,6 +525,14 @@ def package_versions() -> dict:
         try: out[p] = version(p)
         except PackageNotFoundError: out[p] = None
     return out
+
+def machine() -> dict:
+    "The CPU a process computes on: its model, its cores, and the vector kernels torch chose for it."
+    import platform, torch
+    cpu = platform.processor() or platform.machine()
+    try: cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration): pass   # not Linux, or a CPU that gives no model name
+    return dict(cpu=cpu, cores=os.cpu_count(), torch_cpu_kernels=torch.backends.cpu.get_cpu_capability())
 
 # %% ../nbs/91_store.ipynb #97f07b73
 def peak_rss_mb() -> int:

@@ -24,8 +24,12 @@ def test_smoke_target(smoke_run, i):
     assert len(checked) == len(SMOKE_TARGETS), 'every target is checked by 40_eval'
     t = checked[i]
     assert t['value'] is not None, f"{t['stage']} {t['run']} {t['metric']} was not measured"
-    assert t['met'], (f"{t['says']}: {t['stage']} {t['run']} {t['metric'].upper()} {pct(t['value'])}, "
-                      f"the target is {t['op']} {pct(t['bound'])}")
+    said = (f"{t['says']}: {t['stage']} {t['run']} {t['metric'].upper()} {pct(t['value'])}, "
+            f"the target is {t['op']} {pct(t['bound'])}")
+    # an aim is hoped for, not required (90_plan): its effect is within the spread of a run's training, so a run that
+    # misses it is reported (here and in the run's table), not failed
+    if t.get('aim') and not t['met']: pytest.xfail(f'an aim, missed in this run: {said}')
+    assert t['met'], said
 
 @pytest.mark.parametrize('stage', ['stage1', 'stage2', 'stage3'])
 def test_stage_checks(smoke_run, stage):
