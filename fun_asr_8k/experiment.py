@@ -290,7 +290,7 @@ def run_report(run_dir: Path, exp_output: Path, run: dict) -> str:
     md += ['## Wall time per run step', '', _walls_md(run), '']
     imgs = sorted(p.relative_to(run_dir) for p in run_dir.rglob('*.png'))
     if imgs: md += ['## Pictures', ''] + [f'![{p.stem}]({p})' for p in imgs] + ['']
-    md += ['## Environment', '', md_table([[k, v] for k, v in run.get('machine', {}).items()], ['machine', '']), '',
+    md += ['## Environment', '', md_table([[k, v] for k, v in run['machine'].items()], ['machine', '']), '',
            md_table([[k, v] for k, v in run['versions'].items()], ['package', 'version']), '']
     return '\n'.join(md)
 
