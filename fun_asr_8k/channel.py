@@ -12,7 +12,7 @@ __all__ = ['FRAME', 'AMR_NB_MODES', 'CODECS', 'LOSS_MODELS', 'CONCEALMENTS', 'OR
            'simulate_cli']
 
 # %% ../nbs/00_channel_sim.ipynb #9cdcbe77
-import ctypes, ctypes.util, hashlib, heapq, io, json, math, shutil, subprocess
+import ctypes, ctypes.util, hashlib, heapq, io, json, math, struct, subprocess, sys, threading, weakref
 from array import array
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
@@ -32,14 +32,81 @@ from .store import (MachineLacks, atomic_writer, cli_errors, by_module_name, not
 # %% ../nbs/00_channel_sim.ipynb #a74b4b27
 FRAME = 160       # one 20 ms codec frame at 8 kHz: the unit of packet loss
 
+# espeak-ng's library, loaded once with the Mandarin voice in a small helper process (one a thread), which forks a
+# child to speak each utterance: the child starts from the state a fresh `espeak-ng` command starts from, so its samples
+# are the command's, bit for bit (the library itself carries state from one utterance to the next, which changes
+# them), without reading espeak-ng's data again for every utterance. The protocol: a JSON line [voice, pitch, speed,
+# text] in; a header (exit code, sample rate, bytes) and the 16-bit samples out.
+_ESPEAK_HELPER = r"""
+import ctypes, json, os, struct, sys
+lib = ctypes.CDLL(sys.argv[1])
+pcm = bytearray()
+@ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+def keep(wav, n, events):
+    if n > 0: pcm.extend(ctypes.string_at(wav, 2 * n))
+    return 0
+rate = lib.espeak_Initialize(2, 0, None, 0)                     # AUDIO_OUTPUT_SYNCHRONOUS, as `--stdout` speaks
+if rate <= 0: sys.exit(f'espeak-ng: espeak_Initialize failed ({rate})')
+lib.espeak_SetSynthCallback(keep)
+lib.espeak_SetVoiceByName(sys.argv[2].encode())                # its dictionary, read once
+for line in sys.stdin.buffer:
+    voice, pitch, speed, text = json.loads(line)
+    r, w = os.pipe()
+    if (pid := os.fork()) == 0:                                 # what `espeak-ng -v -p -s --stdout TEXT` does
+        os.close(r)
+        if lib.espeak_SetVoiceByName(voice.encode()) != 0: os._exit(2)
+        if speed > 0: lib.espeak_SetParameter(1, speed, 0)      # espeakRATE
+        if pitch >= 0: lib.espeak_SetParameter(3, pitch, 0)     # espeakPITCH
+        b = text.encode()
+        if lib.espeak_Synth(b, len(b) + 1, 0, 1, 0, 0x1100, None, None) or lib.espeak_Synchronize(): os._exit(4)
+        view = memoryview(bytes(pcm))                           # espeakCHARS_AUTO | espeakPHONEMES | espeakENDPAUSE
+        while view: view = view[os.write(w, view):]
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, 'rb') as f: data = f.read()
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    data = data if code == 0 else b''
+    sys.stdout.buffer.write(struct.pack('<iii', code, rate, len(data)) + data)
+    sys.stdout.buffer.flush()
+"""
+_ESPEAK_VOICE = 'cmn-latn-pinyin'
+_espeak = threading.local()
+
+class _EspeakHelper:
+    "One thread's espeak-ng helper process; it ends when this object goes (its thread ended) or Python exits."
+    def __init__(self, lib: str):
+        self.proc = subprocess.Popen([sys.executable, '-c', _ESPEAK_HELPER, lib, _ESPEAK_VOICE],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        weakref.finalize(self, _EspeakHelper.close, self.proc)
+
+    @staticmethod
+    def close(proc):
+        proc.stdin.close()
+        try: proc.wait(10)
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        proc.stdout.close()
+
+    def speak(self, variant: str, pitch: int, speed: int, text: str) -> tuple[np.ndarray, int]:
+        "16-bit samples and their rate, as `espeak-ng -v variant -p pitch -s speed --stdout text` writes them."
+        self.proc.stdin.write((json.dumps([variant, pitch, speed, text]) + '\n').encode())
+        self.proc.stdin.flush()
+        head = self.proc.stdout.read(12)
+        if len(head) < 12:
+            raise RuntimeError(f'espeak-ng ended (exit {self.proc.wait()}) while speaking {text!r} as {variant!r}')
+        code, rate, n = struct.unpack('<iii', head)
+        if code == 2: raise RuntimeError(f'espeak-ng has no voice {variant!r} (`espeak-ng --voices=variant`)')
+        if code: raise RuntimeError(f'espeak-ng could not speak {text!r} as {variant!r} (exit {code})')
+        return np.frombuffer(self.proc.stdout.read(n), np.int16), rate
+
 def speak(text: str, voice: str = 'm3', pitch: int = 50, speed: int = 160, sr: int = SR_WIDE) -> np.ndarray:
     "Mandarin speech for `text` (Chinese characters) from espeak-ng's `cmn-latn-pinyin` voice, float32 at `sr`."
-    if shutil.which('espeak-ng') is None:
-        raise RuntimeError("espeak-ng is not installed: `apt-get install espeak-ng` (./run setup does it)")
-    variant = f'cmn-latn-pinyin+{voice}' if voice else 'cmn-latn-pinyin'
-    cmd = ['espeak-ng', '-v', variant, '-p', str(pitch), '-s', str(speed), '--stdout', text]
-    x, sr_in = sf.read(io.BytesIO(subprocess.run(cmd, check=True, capture_output=True).stdout), dtype='float32')
-    return soxr.resample(x, sr_in, sr, quality='HQ').astype(np.float32)
+    helper = getattr(_espeak, 'helper', None)
+    if helper is None or helper.proc.poll() is not None:
+        if (lib := ctypes.util.find_library('espeak-ng')) is None:
+            raise RuntimeError("espeak-ng is not installed: `apt-get install espeak-ng` (./run setup does it)")
+        helper = _espeak.helper = _EspeakHelper(lib)
+    x, rate = helper.speak(f'{_ESPEAK_VOICE}+{voice}' if voice else _ESPEAK_VOICE, pitch, speed, text)
+    return soxr.resample(x.astype(np.float32) / 32768, rate, sr, quality='HQ').astype(np.float32)
 
 # %% ../nbs/00_channel_sim.ipynb #298c9ff2
 def _mulaw_compress(x: np.ndarray) -> np.ndarray:

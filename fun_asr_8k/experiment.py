@@ -7,7 +7,7 @@ __all__ = ['SMOKE_NPROC', 'EVAL_OPTS', 'BESIDE', 'READY_AFTER', 'NBS', 'SMOKE_NO
            'StageFailed', 'execute', 'SideJobs', 'run_report', 'run_experiment', 'run_cli']
 
 # %% ../nbs/50_experiment.ipynb #92b9e504
-import datetime, json, logging, os, subprocess, sys, threading, time
+import atexit, datetime, json, logging, os, subprocess, sys, threading, time
 from pathlib import Path
 
 from fastcore.script import call_parse
@@ -81,14 +81,40 @@ def _low_priority(nice: int):
     except OSError: pass   # no autogroups (or not Linux): nice alone orders the processes
     os.nice(nice)
 
+_EXITING = []   # kernels of finished notebooks, asked to shut down and exiting beside the run (`_reap_kernels`)
+
+def _reap_kernels(timeout: float = 30.0):
+    "Wait for the kernels asked to shut down; one still running after `timeout` seconds is killed."
+    while _EXITING:
+        proc = _EXITING.pop(0)
+        try: proc.wait(max(0.0, timeout))
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+
+atexit.register(_reap_kernels)
+
 def _kernels(log, nice: int):
-    "A jupyter kernel manager whose kernels write their own output to `log` (a file) and run at `nice` (if not 0)."
+    """A jupyter kernel manager whose kernels write their own output to `log` (a file) and run at `nice` (if not 0),
+    and whose graceful shutdown does not wait for the kernel's process to end."""
     from functools import partial
     from jupyter_client.manager import AsyncKernelManager
     class RunKernels(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             if nice: kw['preexec_fn'] = partial(_low_priority, nice)
             return await super()._async_launch_kernel(kernel_cmd, stdout=log, stderr=log, **kw)
+
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False):   # what nbclient calls
+            # a finished notebook's kernel is asked to shut down and left to exit while the next notebook starts:
+            # a Python process with torch and funasr takes 1-3 s to end; jupyter_client would wait for it (and send
+            # SIGINT first). `_reap_kernels` waits for it, and kills one that does not end, when fa8k-run ends
+            proc = getattr(self.provisioner, 'process', None)
+            if now or restart or proc is None:
+                return await super().shutdown_kernel(now=now, restart=restart)
+            self.shutting_down = True
+            self.stop_restarter()
+            await self._async_request_shutdown()
+            _EXITING.append(proc)
+            self.provisioner.process = None
+            await self._async_cleanup_resources()
     return RunKernels
 
 def execute(notebook: str, out: Path, params: dict, cwd: Path, nice: int = 0) -> float:

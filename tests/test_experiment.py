@@ -48,6 +48,21 @@ def test_a_kernel_killed_is_the_machines_fault_and_named(tmp_path, monkeypatch):
         experiment.execute('killed', tmp_path / 'run' / 'killed.ipynb', {}, tmp_path)
     assert 'killed: its kernel died' in str(e.value) and 'kernels.log' in str(e.value) and 'again' in str(e.value)
 
+def test_a_finished_kernel_exits_beside_the_run_and_one_that_hangs_is_killed(tmp_path, monkeypatch):
+    "execute returns once the cells are done; the kernel, asked to shut down, ends on its own or is killed when reaped."
+    from fun_asr_8k import experiment
+    monkeypatch.setattr(experiment, 'NBS', tmp_path)
+    notebook_of(tmp_path / 'done.ipynb', "print('done')")
+    notebook_of(tmp_path / 'hangs.ipynb', "import atexit, time\natexit.register(time.sleep, 600)")
+    experiment.execute('done', tmp_path / 'run' / 'done.ipynb', {}, tmp_path)
+    experiment.execute('hangs', tmp_path / 'run' / 'hangs.ipynb', {}, tmp_path)
+    done, hangs = experiment._EXITING
+    t0 = time.time()
+    experiment._reap_kernels(timeout=5)
+    assert not experiment._EXITING and time.time() - t0 < 60
+    assert done.returncode == 0, 'a kernel asked to shut down ends by itself'
+    assert hangs.returncode == -signal.SIGKILL, 'a kernel that does not end is killed'
+
 def epochs_of(train_log: Path) -> list[int]:
     return [json.loads(l)['epoch'] for l in open(train_log) if '"event": "epoch"' in l]
 
