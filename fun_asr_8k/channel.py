@@ -75,8 +75,10 @@ _espeak = threading.local()
 class _EspeakHelper:
     "One thread's espeak-ng helper process; it ends when this object goes (its thread ended) or Python exits."
     def __init__(self, lib: str):
+        # a session of its own: a kernel that shuts down waits for the children of its own group to end (ipykernel),
+        # and this one ends when its stdin does, at the kernel's exit
         self.proc = subprocess.Popen([sys.executable, '-c', _ESPEAK_HELPER, lib, _ESPEAK_VOICE],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
         weakref.finalize(self, _EspeakHelper.close, self.proc)
 
     @staticmethod

@@ -81,14 +81,16 @@ def _low_priority(nice: int):
     except OSError: pass   # no autogroups (or not Linux): nice alone orders the processes
     os.nice(nice)
 
-_EXITING = []   # kernels of finished notebooks, asked to shut down and exiting beside the run (`_reap_kernels`)
+_EXITING = []   # (process, thread ending it): the kernels of finished notebooks, ending beside the run
 
-def _reap_kernels(timeout: float = 30.0):
-    "Wait for the kernels asked to shut down; one still running after `timeout` seconds is killed."
-    while _EXITING:
-        proc = _EXITING.pop(0)
-        try: proc.wait(max(0.0, timeout))
-        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+def _end_kernel(proc: subprocess.Popen, grace: float):
+    "A kernel asked to shut down: wait `grace` seconds for it to end, then kill it (what jupyter_client does)."
+    try: proc.wait(grace)
+    except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+
+def _reap_kernels():
+    "Wait until every kernel asked to shut down has ended (killed, if need be, `grace` seconds after the request)."
+    while _EXITING: _EXITING.pop(0)[1].join()
 
 atexit.register(_reap_kernels)
 
@@ -103,16 +105,19 @@ def _kernels(log, nice: int):
             return await super()._async_launch_kernel(kernel_cmd, stdout=log, stderr=log, **kw)
 
         async def shutdown_kernel(self, now: bool = False, restart: bool = False):   # what nbclient calls
-            # a finished notebook's kernel is asked to shut down and left to exit while the next notebook starts:
-            # a Python process with torch and funasr takes 1-3 s to end; jupyter_client would wait for it (and send
-            # SIGINT first). `_reap_kernels` waits for it, and kills one that does not end, when fa8k-run ends
+            # a finished notebook's kernel is asked to shut down and left to end while the next notebook starts:
+            # a Python process with torch and funasr takes 1-3 s to end, and jupyter_client would wait for it (after
+            # a SIGINT). A thread kills it if it has not ended `shutdown_wait_time` (5 s) after the request, as
+            # jupyter_client would; fa8k-run waits for those threads when it ends (`_reap_kernels`)
             proc = getattr(self.provisioner, 'process', None)
             if now or restart or proc is None:
                 return await super().shutdown_kernel(now=now, restart=restart)
             self.shutting_down = True
             self.stop_restarter()
             await self._async_request_shutdown()
-            _EXITING.append(proc)
+            ender = threading.Thread(target=_end_kernel, args=(proc, self.shutdown_wait_time), daemon=True)
+            ender.start()
+            _EXITING.append((proc, ender))
             self.provisioner.process = None
             await self._async_cleanup_resources()
     return RunKernels
