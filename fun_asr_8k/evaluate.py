@@ -83,9 +83,12 @@ def evaluate_stages(exp_output, keywords, run_dir, model_dir=None, workers: int 
         # stage left to decode (the others decoded beside training, `decode_ahead`) share the workers too
         else: jobs += [(stage, ck, exp_output, keywords, run_dir, runs, infer_opts)
                        for runs in ([tuple(RUNS)] if workers == 1 else [(r,) for r in RUNS])]
-    # decoding is deterministic: the sets decoded side by side give the rows one at a time gives, sooner
+    # decoding is deterministic: the sets decoded side by side give the rows one at a time gives, sooner. The workers
+    # are forked, with this process's modules loaded (a spawned one imports torch and funasr again, seconds of CPU
+    # each; and spawning starts multiprocessing's resource tracker, which keeps a notebook's kernel from ending when
+    # asked); each decodes on one torch thread (`_stage_row`), so that a fork never enters OpenMP's pool
     if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')) as ex:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('fork')) as ex:
             done = list(ex.map(by_module_name(_stage_row, 'fun_asr_8k.evaluate'), jobs))
     else: done = map(_stage_row, jobs)
     for job, (row, printed) in zip(jobs, done):
