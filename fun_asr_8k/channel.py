@@ -12,7 +12,7 @@ __all__ = ['FRAME', 'AMR_NB_MODES', 'CODECS', 'LOSS_MODELS', 'CONCEALMENTS', 'OR
            'simulate_cli']
 
 # %% ../nbs/00_channel_sim.ipynb #9cdcbe77
-import ctypes, ctypes.util, hashlib, heapq, io, json, math, struct, subprocess, sys, threading, weakref
+import ctypes, ctypes.util, hashlib, heapq, io, json, math, shutil, struct, subprocess, sys, threading, weakref
 from array import array
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
@@ -98,13 +98,16 @@ class _EspeakHelper:
         code, rate, n = struct.unpack('<iii', head)
         if code == 2: raise RuntimeError(f'espeak-ng has no voice {variant!r} (`espeak-ng --voices=variant`)')
         if code: raise RuntimeError(f'espeak-ng could not speak {text!r} as {variant!r} (exit {code})')
-        return np.frombuffer(self.proc.stdout.read(n), np.int16), rate
+        if len(pcm := self.proc.stdout.read(n)) < n:
+            raise RuntimeError(f'espeak-ng ended (exit {self.proc.wait()}) while speaking {text!r} as {variant!r}')
+        return np.frombuffer(pcm, np.int16), rate
 
 def speak(text: str, voice: str = 'm3', pitch: int = 50, speed: int = 160, sr: int = SR_WIDE) -> np.ndarray:
     "Mandarin speech for `text` (Chinese characters) from espeak-ng's `cmn-latn-pinyin` voice, float32 at `sr`."
     helper = getattr(_espeak, 'helper', None)
     if helper is None or helper.proc.poll() is not None:
-        if (lib := ctypes.util.find_library('espeak-ng')) is None:
+        # the command too: the corpus records its version, and its samples are what the helper's must equal
+        if (lib := ctypes.util.find_library('espeak-ng')) is None or shutil.which('espeak-ng') is None:
             raise RuntimeError("espeak-ng is not installed: `apt-get install espeak-ng` (./run setup does it)")
         helper = _espeak.helper = _EspeakHelper(lib)
     x, rate = helper.speak(f'{_ESPEAK_VOICE}+{voice}' if voice else _ESPEAK_VOICE, pitch, speed, text)

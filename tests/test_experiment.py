@@ -52,6 +52,7 @@ def test_a_finished_kernel_exits_beside_the_run_and_one_that_hangs_is_killed(tmp
     "execute returns once the cells are done; the kernel, asked to shut down, ends on its own or is killed when reaped."
     from fun_asr_8k import experiment
     monkeypatch.setattr(experiment, 'NBS', tmp_path)
+    monkeypatch.setattr(experiment, '_EXITING', [])
     notebook_of(tmp_path / 'done.ipynb', "print('done')")
     notebook_of(tmp_path / 'hangs.ipynb', "import atexit, time\natexit.register(time.sleep, 600)")
     experiment.execute('done', tmp_path / 'run' / 'done.ipynb', {}, tmp_path)
