@@ -105,11 +105,7 @@ def warp_model(self: Fa8kTrainer, model, **kwargs):
     if not self.use_ddp or torch.cuda.is_available(): return super(Fa8kTrainer, self).warp_model(model, **kwargs)
     from torch.nn.parallel import DistributedDataParallel as DDP
     find = kwargs.get('train_conf', {}).get('find_unused_parameters', False)
-    # DDP sends rank 0's buffers to every rank before each forward, which matters only for buffers training changes
-    # (a norm's running statistics). Fun-ASR-Nano's are the LLM's rotary frequencies, built alike on every rank and
-    # never changed: sending them anyway made every step wait for every rank once more (3.6 % of a stage-3 step)
-    running = any(getattr(m, 'track_running_stats', False) for m in model.modules())
-    return DDP(model.to('cpu'), find_unused_parameters=find, broadcast_buffers=running)
+    return DDP(model.to('cpu'), find_unused_parameters=find)
 
 def param_digest(model) -> str:
     "A digest of the trainable parameters, by name and bytes: the same on every DDP rank, or the ranks diverged."
