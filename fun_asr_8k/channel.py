@@ -92,15 +92,14 @@ class _EspeakHelper:
         "16-bit samples and their rate, as `espeak-ng -v variant -p pitch -s speed --stdout text` writes them."
         self.proc.stdin.write((json.dumps([variant, pitch, speed, text]) + '\n').encode())
         self.proc.stdin.flush()
-        head = self.proc.stdout.read(12)
-        if len(head) < 12:
-            raise RuntimeError(f'espeak-ng ended (exit {self.proc.wait()}) while speaking {text!r} as {variant!r}')
-        code, rate, n = struct.unpack('<iii', head)
+        def read(n: int) -> bytes:   # all n bytes, or the helper ended
+            if len(b := self.proc.stdout.read(n)) < n:
+                raise RuntimeError(f'espeak-ng ended (exit {self.proc.wait()}) while speaking {text!r} as {variant!r}')
+            return b
+        code, rate, n = struct.unpack('<iii', read(12))
         if code == 2: raise RuntimeError(f'espeak-ng has no voice {variant!r} (`espeak-ng --voices=variant`)')
         if code: raise RuntimeError(f'espeak-ng could not speak {text!r} as {variant!r} (exit {code})')
-        if len(pcm := self.proc.stdout.read(n)) < n:
-            raise RuntimeError(f'espeak-ng ended (exit {self.proc.wait()}) while speaking {text!r} as {variant!r}')
-        return np.frombuffer(pcm, np.int16), rate
+        return np.frombuffer(read(n), np.int16), rate
 
 def speak(text: str, voice: str = 'm3', pitch: int = 50, speed: int = 160, sr: int = SR_WIDE) -> np.ndarray:
     "Mandarin speech for `text` (Chinese characters) from espeak-ng's `cmn-latn-pinyin` voice, float32 at `sr`."
